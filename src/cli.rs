@@ -1,0 +1,387 @@
+//! The command line: `filter`, `diff`, `check`, `config`, `hook`, and the
+//! generated `completions` and `man` pages (from these same definitions).
+//!
+//! Exit codes (like grep's): 0 success / nothing to change / compliant,
+//! 1 something would change (`diff`, `check`), 2 error. stdout carries only data.
+
+use crate::config::{self, Config};
+use crate::detect::{Detection, Verdict};
+use crate::hook::{self, HookCall};
+use crate::rules::{Guests, TargetModel};
+use crate::{report, Policy};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit status: success, compliant, nothing would change.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: something would change / is not compliant.
+pub const EXIT_CHANGE: u8 = 1;
+/// Exit status: bad input, bad configuration, or an I/O failure.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vhostfix",
+    version,
+    about = "Switch the vhost-user NICs of Windows guests to virtio in libvirt domain XML",
+    long_about = "vhostfix finds <interface type='vhostuser'> NICs whose model libvirt will refuse \
+(e1000, e1000e, rtl8139, or none) in Windows guests and switches them to virtio with a minimal \
+edit, reports what it changed and why, and acts as a libvirt qemu hook that refuses early what \
+cannot work.",
+    after_help = "Exit status: 0 ok / nothing to change, 1 something would change (diff, check), 2 error.\n\
+Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
+Logging (hook): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
+)]
+pub struct Cli {
+    /// Configuration file (default: $VHOSTFIX_CONFIG or /etc/vhostfix/vhostfix.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Which guests get their vhost-user NICs fixed (overrides the configuration).
+    #[arg(long, global = true, value_enum)]
+    pub guests: Option<Guests>,
+    /// The model written into a violating NIC (overrides the configuration).
+    #[arg(long, global = true, value_enum)]
+    pub target_model: Option<TargetModel>,
+    /// Take the guest OS as given instead of detecting it (useful for device XML).
+    #[arg(long, global = true, value_enum)]
+    pub guest_os: Option<GuestOs>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestOs {
+    Windows,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a domain or interface XML, write the corrected XML to stdout.
+    Filter {
+        /// Input file; stdin when absent or '-'.
+        file: Option<PathBuf>,
+        /// Do not print the per-change summary and warnings on stderr.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show what `filter` would change, as a unified diff (exit 1 when something would).
+    Diff {
+        /// Input file; stdin when absent or '-'.
+        file: Option<PathBuf>,
+        /// Colour the diff: auto (a terminal and no NO_COLOR), always, never.
+        #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+        color: ColorWhen,
+    },
+    /// Report the guest OS verdict, its evidence and every vhost-user NIC
+    /// (exit 0 compliant, 1 not compliant, 2 error).
+    Check {
+        /// Input files; stdin when none or '-'.
+        files: Vec<PathBuf>,
+        /// One JSON object per file (one per line), for automation.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run as a libvirt hook: `vhostfix hook qemu NAME OP SUBOP [EXTRA]`, domain XML on stdin.
+    Hook {
+        /// The hook object; only `qemu` is handled.
+        object: String,
+        name: String,
+        op: String,
+        subop: String,
+        #[arg(default_value = "-")]
+        extra: String,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write vhostfix.1 and one page per subcommand into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file (default: the one that applies).
+    Check { path: Option<PathBuf> },
+    /// Print the effective configuration, defaults included, as TOML.
+    Show,
+}
+
+/// Parses the command line and runs it; returns the exit status.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => EXIT_OK,
+        Err(e) => {
+            eprintln!("vhostfix: error: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Filter { file, quiet } => filter(&cli, file.as_deref(), *quiet),
+        Command::Diff { file, color } => diff(&cli, file.as_deref(), *color),
+        Command::Check { files, json } => check(&cli, files, *json),
+        Command::Config(ConfigCommand::Check { path }) => config_check(path.as_deref().or(cli.config.as_deref())),
+        Command::Config(ConfigCommand::Show) => config_show(&cli),
+        Command::Hook {
+            object,
+            name,
+            op,
+            subop,
+            extra,
+        } => {
+            if let Some(note) = crate::logging::init() {
+                eprintln!("vhostfix: note: {note}");
+            }
+            let call = HookCall {
+                object: object.clone(),
+                name: name.clone(),
+                op: op.clone(),
+                subop: subop.clone(),
+                extra: extra.clone(),
+            };
+            let code = hook::run(&call, &mut io::stdin().lock(), cli.config.as_deref());
+            Ok(u8::try_from(code).unwrap_or(EXIT_ERROR))
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "vhostfix", &mut io::stdout().lock());
+            Ok(EXIT_OK)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+    }
+}
+
+/// The configuration with command-line overrides applied, as a core policy.
+fn policy(cli: &Cli) -> Result<Policy> {
+    let (config, _) = config::load(cli.config.as_deref())?;
+    let mut p = config.policy();
+    if let Some(g) = cli.guests {
+        p.guests = g;
+    }
+    if let Some(m) = cli.target_model {
+        p.target_model = m;
+    }
+    if let Some(os) = cli.guest_os {
+        let (v, w) = match os {
+            GuestOs::Windows => (Verdict::Windows, "windows"),
+            GuestOs::Other => (Verdict::NotWindows, "other"),
+        };
+        p.guest_os = Some(Detection::given(v, format!("--guest-os {w}")));
+    }
+    Ok(p)
+}
+
+/// An input: its name for messages and its bytes (bounded by the size limit).
+struct Input {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut bytes = Vec::new();
+    let name = match file {
+        None => "<stdin>".to_string(),
+        Some(p) if p == Path::new("-") => "<stdin>".to_string(),
+        Some(p) => p.display().to_string(),
+    };
+    if name == "<stdin>" {
+        io::stdin().lock().take(cap).read_to_end(&mut bytes).context("reading stdin")?;
+    } else {
+        let f = std::fs::File::open(&name).with_context(|| format!("{name}: cannot open"))?;
+        f.take(cap).read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read"))?;
+    }
+    Ok(Input { name, bytes })
+}
+
+/// Reads and analyses one input; errors name the input.
+fn analyze_input(file: Option<&Path>, p: &Policy) -> Result<(Input, crate::Analysis)> {
+    let input = read_input(file, p.limits.max_input_bytes)?;
+    let analysis = crate::parse::decode(&input.bytes, &p.limits)
+        .and_then(|text| crate::analyze(text, p))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name))?;
+    Ok((input, analysis))
+}
+
+fn text_of(input: &Input) -> &str {
+    // analyze_input only succeeds on valid UTF-8.
+    std::str::from_utf8(&input.bytes).unwrap_or("")
+}
+
+fn filter(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<u8> {
+    let p = policy(cli)?;
+    let (input, a) = analyze_input(file, &p)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    crate::rewrite::write_edited(&mut out, text_of(&input), &a.edits)?;
+    out.flush()?;
+    if !quiet {
+        let mut err = io::stderr().lock();
+        for line in report::change_lines(&a) {
+            writeln!(err, "vhostfix: changed: {line}")?;
+        }
+        for w in &a.warnings {
+            writeln!(err, "vhostfix: warning: {}: {w}", a.subject())?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
+    let p = policy(cli)?;
+    let (input, a) = analyze_input(file, &p)?;
+    if !a.changes() {
+        return Ok(EXIT_OK);
+    }
+    let old = text_of(&input);
+    let new = a.output(old);
+    let label = if input.name == "<stdin>" { "stdin" } else { input.name.as_str() };
+    let text = similar::TextDiff::from_lines(old, new.as_str())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{label}"), &format!("b/{label}"))
+        .to_string();
+    let colored = match color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if colored {
+        for line in text.split_inclusive('\n') {
+            let code = match line.as_bytes().first() {
+                Some(b'+') if !line.starts_with("+++") => "32",
+                Some(b'-') if !line.starts_with("---") => "31",
+                Some(b'@') => "36",
+                _ => "",
+            };
+            if code.is_empty() {
+                out.write_all(line.as_bytes())?;
+            } else {
+                let body = line.trim_end_matches('\n');
+                write!(out, "\x1b[{code}m{body}\x1b[0m")?;
+                if line.ends_with('\n') {
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+    } else {
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(EXIT_CHANGE)
+}
+
+fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
+    let p = policy(cli)?;
+    let stdin_only = [PathBuf::from("-")];
+    let files = if files.is_empty() { &stdin_only[..] } else { files };
+    let mut worst = EXIT_OK;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for f in files {
+        match analyze_input(Some(f), &p) {
+            Ok((input, a)) => {
+                if a.changes() || a.violations_left() {
+                    worst = worst.max(EXIT_CHANGE);
+                }
+                if json {
+                    writeln!(out, "{}", report::json(&input.name, &a))?;
+                } else {
+                    out.write_all(report::text(&input.name, &a).as_bytes())?;
+                }
+            }
+            Err(e) => {
+                worst = EXIT_ERROR;
+                if json {
+                    let name = if f == Path::new("-") { "<stdin>".into() } else { f.display().to_string() };
+                    writeln!(out, "{}", report::json_error(&name, &format!("{e:#}")))?;
+                }
+                out.flush()?;
+                eprintln!("vhostfix: error: {e:#}");
+            }
+        }
+    }
+    out.flush()?;
+    Ok(worst)
+}
+
+fn config_check(path: Option<&Path>) -> Result<u8> {
+    let (_, source) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            (Config::from_toml(&text, &p.display().to_string())?, config::Source::File(p.to_path_buf()))
+        }
+        None => config::load(None)?,
+    };
+    eprintln!("vhostfix: configuration ok: {source}");
+    Ok(EXIT_OK)
+}
+
+fn config_show(cli: &Cli) -> Result<u8> {
+    let (mut config, source) = config::load(cli.config.as_deref())?;
+    if let Some(g) = cli.guests {
+        config.guests = g;
+    }
+    if let Some(m) = cli.target_model {
+        config.target_model = m;
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "# effective vhostfix configuration, from {source}")?;
+    out.write_all(config.to_toml().as_bytes())?;
+    Ok(EXIT_OK)
+}
+
+fn man(dir: Option<&Path>) -> Result<u8> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut io::stdout().lock())?;
+        return Ok(EXIT_OK);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let write_page = |name: String, c: clap::Command| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut f = std::fs::File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+        clap_mangen::Man::new(c).title(name.to_uppercase()).render(&mut f)?;
+        Ok(())
+    };
+    for sub in cmd.get_subcommands() {
+        let name = format!("vhostfix-{}", sub.get_name());
+        write_page(name.clone(), sub.clone().name(name))?;
+    }
+    write_page("vhostfix".into(), cmd)?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,276 @@
+//! The configuration file (`/etc/vhostfix/vhostfix.toml`) and how it is found.
+//!
+//! Lookup: `--config PATH`, else `$VHOSTFIX_CONFIG`, else the default path. A
+//! missing default file means built-in defaults; a missing file that was named
+//! explicitly is an error. Unknown keys and bad values are errors naming the file,
+//! the line and the key.
+
+use crate::detect::Signals;
+use crate::parse::Limits;
+use crate::rules::{Guests, TargetModel};
+use crate::Policy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where the packaged configuration lives.
+pub const DEFAULT_PATH: &str = "/etc/vhostfix/vhostfix.toml";
+/// Environment variable naming another configuration file.
+pub const ENV_VAR: &str = "VHOSTFIX_CONFIG";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which guests get their vhost-user NICs fixed: "windows" or "any".
+    pub guests: Guests,
+    /// The model written into a violating NIC.
+    pub target_model: TargetModel,
+    /// Detection signals, each on or off.
+    pub detect: Signals,
+    pub limits: LimitsConfig,
+    pub hook: HookConfig,
+}
+
+/// Input bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_input_bytes: u64,
+    pub max_depth: u32,
+    pub max_nodes: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_input_bytes: l.max_input_bytes as u64,
+            max_depth: l.max_depth,
+            max_nodes: l.max_nodes,
+        }
+    }
+}
+
+/// What the libvirt hook does.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookConfig {
+    /// On an internal error or unreadable XML: "allow" (log and let the VM start) or "deny".
+    pub on_error: OnError,
+    pub checks: HookChecks,
+}
+
+/// One action per admission check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookChecks {
+    /// A vhost-user NIC with a non-virtio model in an in-scope guest.
+    pub model: Action,
+    /// A vhost-user NIC while guest memory is not shared.
+    pub shared_memory: Action,
+    /// A client-mode vhost-user NIC whose socket does not exist and no reconnect.
+    pub client_socket: Action,
+}
+
+impl Default for HookChecks {
+    fn default() -> Self {
+        HookChecks {
+            model: Action::Deny,
+            shared_memory: Action::Deny,
+            client_socket: Action::Deny,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Deny,
+    Warn,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Where the effective configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The default file does not exist.
+    BuiltIn,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::BuiltIn => write!(f, "built-in defaults ({DEFAULT_PATH} does not exist)"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Config {
+    /// The core policy this configuration describes.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            guests: self.guests,
+            target_model: self.target_model,
+            signals: self.detect.clone(),
+            limits: self.limits(),
+            guest_os: None,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_input_bytes: usize::try_from(self.limits.max_input_bytes).unwrap_or(usize::MAX),
+            max_depth: self.limits.max_depth,
+            max_nodes: self.limits.max_nodes,
+        }
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate().map_err(|message| ConfigError {
+            path: path.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if !(1024..=1 << 30).contains(&l.max_input_bytes) {
+            return Err(format!(
+                "limits.max_input_bytes = {}: must be between 1024 and 1073741824",
+                l.max_input_bytes
+            ));
+        }
+        if !(8..=4096).contains(&l.max_depth) {
+            return Err(format!("limits.max_depth = {}: must be between 8 and 4096", l.max_depth));
+        }
+        if l.max_nodes < 64 {
+            return Err(format!("limits.max_nodes = {}: must be at least 64", l.max_nodes));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Turns a TOML error into one line: `line:col: key: what`.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else { return msg };
+    let at = span.start.min(text.len());
+    let pos = crate::parse::Pos::of(text, at);
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let full_key = match (table, line.contains('=') && !key.starts_with('[')) {
+        (Some(t), true) => format!("{t}.{key}"),
+        (None, true) => key.to_string(),
+        _ => String::new(),
+    };
+    if full_key.is_empty() {
+        format!("{pos}: {msg}")
+    } else {
+        format!("{pos}: {full_key}: {msg}")
+    }
+}
+
+/// Finds the configuration file that applies.
+pub fn resolve(explicit: Option<&Path>) -> (Option<PathBuf>, bool) {
+    if let Some(p) = explicit {
+        return (Some(p.to_path_buf()), true);
+    }
+    if let Some(p) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
+        return (Some(PathBuf::from(p)), true);
+    }
+    (Some(PathBuf::from(DEFAULT_PATH)), false)
+}
+
+/// Loads the configuration that applies (see the module doc).
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+    let (path, named) = resolve(explicit);
+    let Some(path) = path else {
+        return Ok((Config::default(), Source::BuiltIn));
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let c = Config::from_toml(&text, &path.display().to_string())?;
+            Ok((c, Source::File(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {
+            Ok((Config::default(), Source::BuiltIn))
+        }
+        Err(e) => Err(ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::from_toml("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = Config::from_toml("[hook]\non_eror = \"deny\"\n", "/etc/v.toml").unwrap_err();
+        assert!(e.to_string().starts_with("/etc/v.toml: 2:1: hook.on_eror: unknown field `on_eror`"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = Config::from_toml("guests = \"linux\"\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: 1:10: guests: unknown variant `linux`, expected `windows` or `any`"
+        );
+    }
+
+    #[test]
+    fn defaults_round_trip_through_show() {
+        let c = Config::default();
+        assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn out_of_range_limit_is_refused() {
+        let e = Config::from_toml("[limits]\nmax_depth = 2\n", "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml: limits.max_depth = 2: must be between 8 and 4096");
+    }
+}

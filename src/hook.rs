@@ -1,0 +1,243 @@
+//! The libvirt qemu hook: admission checks when a guest starts.
+//!
+//! libvirt runs `/etc/libvirt/hooks/qemu` and every executable in
+//! `/etc/libvirt/hooks/qemu.d/` as `NAME OP SUBOP EXTRA` with the domain XML on
+//! stdin (libvirt's hooks documentation). What a hook can do depends on the phase:
+//!
+//! * `prepare begin`: stdout is ignored, a non-zero exit aborts the start and
+//!   libvirt shows our stderr to the user. So the hook can only *deny* here.
+//!   (A vhost-user NIC with the wrong model never even reaches this phase on
+//!   libvirt releases that validate it while parsing.)
+//! * `migrate begin`, `restore begin`: stdout would replace the XML, but the NIC
+//!   model is guest ABI and cannot change; we print nothing and deny violations.
+//! * everything else: nothing to do.
+//!
+//! A bug or unreadable input never blocks a VM unless `hook.on_error = "deny"`.
+
+use crate::config::{self, Action, Config, OnError};
+use crate::rules::NicSource;
+use crate::{Analysis, NicStatus};
+use std::io::Read;
+use std::path::Path;
+
+/// The arguments libvirt passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookCall {
+    pub object: String,
+    pub name: String,
+    pub op: String,
+    pub subop: String,
+    pub extra: String,
+}
+
+/// Exit status that tells libvirt to abort the operation.
+pub const DENY: i32 = 1;
+
+/// True when the program was started as a libvirt qemu hook: named `qemu`, or
+/// living in a `qemu.d` directory.
+pub fn invoked_as_hook(argv0: &Path) -> bool {
+    argv0.file_name().is_some_and(|n| n == "qemu")
+        || argv0
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "qemu.d")
+}
+
+/// A check that found something.
+struct Problem {
+    action: Action,
+    text: String,
+}
+
+/// Runs the hook; returns the exit status. Never panics outward.
+pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) -> i32 {
+    let loaded = config::load(config_path);
+    let on_error = loaded.as_ref().map_or(OnError::Allow, |(c, _)| c.hook.on_error);
+    let limit = loaded
+        .as_ref()
+        .map_or(crate::parse::Limits::default().max_input_bytes, |(c, _)| c.limits().max_input_bytes);
+    // libvirt writes the whole XML into a pipe: always read it to the end.
+    let input = drain(stdin, limit);
+    let result = std::panic::catch_unwind(|| -> Result<i32, String> {
+        let (config, _) = loaded.map_err(|e| format!("configuration: {e}"))?;
+        decide(call, &input?, &config)
+    });
+    let failure = match result {
+        Ok(Ok(code)) => return code,
+        Ok(Err(e)) => e,
+        Err(_) => "internal error (panic)".to_string(),
+    };
+    let subject = format!("domain '{}' {}/{}", call.name, call.op, call.subop);
+    match on_error {
+        OnError::Allow => {
+            log::error!("{subject}: {failure}; allowing (hook.on_error = \"allow\")");
+            0
+        }
+        OnError::Deny => {
+            log::error!("{subject}: {failure}; denying (hook.on_error = \"deny\")");
+            eprintln!("vhostfix refused {subject}: {failure} (hook.on_error = \"deny\")");
+            DENY
+        }
+    }
+}
+
+/// Reads all of stdin; keeps at most `limit + 1` bytes.
+fn drain(stdin: &mut dyn Read, limit: usize) -> Result<Vec<u8>, String> {
+    let mut kept = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    stdin
+        .take(cap)
+        .read_to_end(&mut kept)
+        .map_err(|e| format!("reading the domain XML from stdin: {e}"))?;
+    std::io::copy(stdin, &mut std::io::sink()).map_err(|e| format!("reading stdin: {e}"))?;
+    Ok(kept)
+}
+
+fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String> {
+    if call.object != "qemu" {
+        log::debug!("hook for '{}' ignored: only qemu hooks are handled", call.object);
+        return Ok(0);
+    }
+    let phase = (call.op.as_str(), call.subop.as_str());
+    let checked = matches!(phase, ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin"));
+    if !checked {
+        log::debug!("domain '{}' {}/{}: nothing to check", call.name, call.op, call.subop);
+        return Ok(0);
+    }
+    let policy = config.policy();
+    let text = crate::parse::decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
+    let a = crate::analyze(text, &policy).map_err(|e| format!("domain XML: {e}"))?;
+    let problems = if phase.0 == "prepare" {
+        admission(&a, config)
+    } else {
+        abi(&a, config, phase.0)
+    };
+    let deny: Vec<&Problem> = problems.iter().filter(|p| p.action == Action::Deny).collect();
+    let evidence = a.detection.reason();
+    let decision = if deny.is_empty() { "allow" } else { "deny" };
+    log::info!(
+        "domain='{}' op={}/{} verdict={} evidence=\"{}\" vhostuser_nics={} action={}",
+        call.name,
+        call.op,
+        call.subop,
+        a.detection.verdict,
+        evidence,
+        a.nics.len(),
+        decision
+    );
+    for p in problems.iter().filter(|p| p.action == Action::Warn) {
+        log::warn!("domain='{}' {}/{}: {} (action warn)", call.name, call.op, call.subop, p.text);
+    }
+    if deny.is_empty() {
+        return Ok(0);
+    }
+    let verb = match phase.0 {
+        "prepare" => "start",
+        other => other,
+    };
+    let reasons: Vec<&str> = deny.iter().map(|p| p.text.as_str()).collect();
+    let message = format!(
+        "vhostfix refused to {verb} domain '{}': {}",
+        call.name,
+        reasons.join("; also ")
+    );
+    log::warn!("{message}");
+    eprintln!("{message}");
+    Ok(DENY)
+}
+
+fn nic_place(n: &crate::NicFinding) -> String {
+    match &n.source {
+        NicSource::Unix { path, .. } => format!("{} on socket {path}", n.label()),
+        other => format!("{} ({other})", n.label()),
+    }
+}
+
+/// `prepare begin`: checks (a) model, (b) shared memory, (c) client socket.
+fn admission(a: &Analysis, config: &Config) -> Vec<Problem> {
+    let checks = &config.hook.checks;
+    let mut out = Vec::new();
+    if checks.model != Action::Off {
+        for n in a.nics.iter().filter(|n| n.status == NicStatus::Fixed) {
+            out.push(Problem {
+                action: checks.model,
+                text: format!(
+                    "vhost-user {} has model {}, but vhost-user requires a virtio-net frontend; fix: set <model type='{}'/> in the definition (vhostfix filter does this)",
+                    nic_place(n),
+                    n.model_text(),
+                    n.new_model.as_deref().unwrap_or("virtio")
+                ),
+            });
+        }
+    }
+    if checks.shared_memory != Action::Off {
+        if let (Some(m), Some(n)) = (a.memory.as_ref().filter(|m| !m.shared), a.nics.first()) {
+            out.push(Problem {
+                action: checks.shared_memory,
+                text: format!(
+                    "vhost-user {} needs shared guest memory, but memory is not shared ({}), so the backend cannot map it and the NIC would stay dead; fix: add <memoryBacking><access mode='shared'/></memoryBacking> (or <source type='memfd'/>) to the domain",
+                    nic_place(n),
+                    m.reason
+                ),
+            });
+        }
+    }
+    if checks.client_socket != Action::Off {
+        for n in &a.nics {
+            let NicSource::Unix { path, mode, reconnect } = &n.source else { continue };
+            if mode.as_deref() != Some("client") || *reconnect {
+                continue;
+            }
+            let what = match std::fs::metadata(path) {
+                Err(_) => "does not exist",
+                Ok(m) if !is_socket(&m) => "is not a UNIX socket",
+                Ok(_) => continue,
+            };
+            out.push(Problem {
+                action: checks.client_socket,
+                text: format!(
+                    "vhost-user {} is in client mode but the socket {path} {what}, so QEMU would fail to connect; fix: start the backend (e.g. create the OVS dpdkvhostuser port) first, or add <reconnect enabled='yes' timeout='10'/> to the <source>",
+                    n.label()
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn is_socket(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_socket()
+}
+
+/// `migrate begin` / `restore begin`: the model cannot change here.
+fn abi(a: &Analysis, config: &Config, op: &str) -> Vec<Problem> {
+    if config.hook.checks.model == Action::Off {
+        return Vec::new();
+    }
+    a.nics
+        .iter()
+        .filter(|n| n.status == NicStatus::Fixed)
+        .map(|n| Problem {
+            action: config.hook.checks.model,
+            text: format!(
+                "vhost-user {} has model {}, but vhost-user requires a virtio-net frontend and a NIC model cannot change under a running guest ({op} keeps the guest's ABI); fix: shut the guest down, correct its definition with vhostfix filter, and boot it fresh",
+                nic_place(n),
+                n.model_text()
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_hook_names() {
+        assert!(invoked_as_hook(Path::new("/etc/libvirt/hooks/qemu")));
+        assert!(invoked_as_hook(Path::new("/etc/libvirt/hooks/qemu.d/50-vhostfix")));
+        assert!(!invoked_as_hook(Path::new("/usr/bin/vhostfix")));
+        assert!(!invoked_as_hook(Path::new("vhostfix")));
+    }
+}

@@ -1,0 +1,95 @@
+//! Human and machine renderings of an [`Analysis`].
+//!
+//! The text forms are for people (stderr summaries, `check`); the JSON form is
+//! one object per file for automation and is a stable interface.
+
+use crate::{Analysis, NicStatus};
+use serde_json::json;
+use std::fmt::Write;
+
+/// One line per changed NIC, for `filter`'s stderr.
+pub fn change_lines(a: &Analysis) -> Vec<String> {
+    a.nics
+        .iter()
+        .filter(|n| n.status == NicStatus::Fixed)
+        .map(|n| {
+            format!(
+                "{}: {} {} at {}: model {} -> {} (guest {}: {})",
+                a.subject(),
+                n.label(),
+                n.source,
+                n.pos,
+                n.model_text(),
+                n.new_model.as_deref().unwrap_or(""),
+                a.detection.verdict,
+                a.detection.reason()
+            )
+        })
+        .collect()
+}
+
+/// The readable report `check` prints.
+pub fn text(name: &str, a: &Analysis) -> String {
+    let mut s = String::new();
+    let fixed = a.nics.iter().filter(|n| n.status == NicStatus::Fixed).count();
+    let verdict = if fixed > 0 {
+        format!("would change {fixed} of {} vhost-user NIC(s)", a.nics.len())
+    } else if a.violations_left() {
+        "not compliant, left alone by policy".to_string()
+    } else if a.nics.is_empty() {
+        "compliant (no vhost-user NIC)".to_string()
+    } else {
+        "compliant".to_string()
+    };
+    let _ = writeln!(s, "{name}: {}: {verdict}", a.subject());
+    let scope = if a.in_scope { "in scope" } else { "out of scope" };
+    let _ = writeln!(s, "  guest os: {} ({scope})", a.detection.verdict);
+    for e in &a.detection.evidence {
+        let at = e.pos.map(|p| format!(" at {p}")).unwrap_or_default();
+        let mark = if e.decisive { " [decisive]" } else { "" };
+        let lean = if e.windows { "windows" } else { "not windows" };
+        let _ = writeln!(s, "    {lean}: {}{at}{mark}", e.detail);
+    }
+    for n in &a.nics {
+        let what = match n.status {
+            NicStatus::Compliant => format!("model {}: ok", n.model_text()),
+            NicStatus::Fixed => format!(
+                "model {} -> {}",
+                n.model_text(),
+                n.new_model.as_deref().unwrap_or("")
+            ),
+            NicStatus::LeftAlone => format!("model {}: left alone", n.model_text()),
+        };
+        let _ = writeln!(s, "  {} {} at {}: {what}", n.label(), n.source, n.pos);
+    }
+    if let Some(m) = &a.memory {
+        let state = if m.shared { "shared" } else { "not shared" };
+        let _ = writeln!(s, "  guest memory: {state} ({})", m.reason);
+    }
+    for w in &a.warnings {
+        let _ = writeln!(s, "  warning: {w}");
+    }
+    s
+}
+
+/// The JSON object `check --json` prints for one file.
+pub fn json(name: &str, a: &Analysis) -> serde_json::Value {
+    json!({
+        "file": name,
+        "kind": a.kind,
+        "domain": a.domain,
+        "verdict": a.detection.verdict,
+        "in_scope": a.in_scope,
+        "evidence": a.detection.evidence,
+        "nics": a.nics,
+        "memory": a.memory,
+        "changed": a.changes(),
+        "compliant": !a.changes() && !a.violations_left(),
+        "warnings": a.warnings,
+    })
+}
+
+/// The JSON object for a file that could not be analysed.
+pub fn json_error(name: &str, error: &str) -> serde_json::Value {
+    json!({ "file": name, "error": error })
+}

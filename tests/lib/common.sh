@@ -1,0 +1,141 @@
+# Shared helpers for the shell test suites that drive real system components
+# (libvirtd, QEMU, Open vSwitch, dpkg). Source it; do not run it.
+#
+# - t_ok/t_fail/t_check/t_contains count results; t_done prints the closing
+#   line "N passed, N failed" and returns non-zero on any failure.
+# - on_exit CMD registers cleanup, run in reverse order on exit, also on failure.
+# - system_lock serialises suites that share libvirtd, /etc/libvirt/hooks or OVS.
+# - libvirt_up / ovs_up start the daemons as root without systemd, and stop on
+#   exit only what this suite started.
+
+set -u
+T_PASS=0
+T_FAIL=0
+T_NAME=${T_NAME:-$(basename "$0")}
+T_CLEANUP=()
+T_TMP=$(mktemp -d "/tmp/vhostfix-${T_NAME%.sh}.XXXXXX")
+
+REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+VHOSTFIX=${VHOSTFIX:-$REPO/target/release/vhostfix}
+VIRSH=(virsh -q -c qemu:///system)
+
+t_log() { printf '%s: %s\n' "$T_NAME" "$*" >&2; }
+t_ok() { T_PASS=$((T_PASS + 1)); printf 'ok   %s\n' "$1"; }
+t_fail() {
+  T_FAIL=$((T_FAIL + 1)); printf 'FAIL %s\n' "$1"
+  shift; [ $# -gt 0 ] && printf '     %s\n' "$@"
+  return 0
+}
+# t_check DESC CMD...: passes when CMD exits 0.
+t_check() {
+  local desc=$1; shift
+  local out
+  if out=$("$@" 2>&1); then t_ok "$desc"; else t_fail "$desc" "command: $*" "output: ${out:0:2000}"; fi
+}
+# t_eq DESC EXPECTED ACTUAL
+t_eq() {
+  if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1" "expected: $2" "actual:   $3"; fi
+}
+# t_contains DESC HAYSTACK NEEDLE
+t_contains() {
+  case $2 in *"$3"*) t_ok "$1" ;; *) t_fail "$1" "expected to contain: $3" "actual: ${2:0:3000}" ;; esac
+}
+t_not_contains() {
+  case $2 in *"$3"*) t_fail "$1" "expected NOT to contain: $3" "actual: ${2:0:3000}" ;; *) t_ok "$1" ;; esac
+}
+t_done() {
+  printf '%s: %d passed, %d failed\n' "$T_NAME" "$T_PASS" "$T_FAIL"
+  [ "$T_FAIL" -eq 0 ]
+}
+
+on_exit() { T_CLEANUP+=("$*"); }
+_t_run_cleanup() {
+  local i
+  for ((i = ${#T_CLEANUP[@]} - 1; i >= 0; i--)); do
+    eval "${T_CLEANUP[$i]}" >/dev/null 2>&1 || true
+  done
+  rm -rf "$T_TMP"
+}
+trap _t_run_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Wait up to $2 seconds (default 20) for command $1 to succeed.
+wait_for() {
+  local cmd=$1 secs=${2:-20} i
+  for ((i = 0; i < secs * 10; i++)); do
+    eval "$cmd" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+system_lock() {
+  exec {T_LOCK_FD}>/run/lock/vhostfix-system-tests.lock
+  flock -w 3600 "$T_LOCK_FD"
+}
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$T_NAME: must run as root (starts libvirtd)" >&2
+    exit 2
+  fi
+}
+
+# Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
+libvirt_up() {
+  getent group kvm >/dev/null || groupadd -r kvm
+  getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+  getent group libvirt >/dev/null || groupadd -r libvirt
+  id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt libvirt-qemu
+  mkdir -p /var/log/libvirt/qemu /var/lib/libvirt /var/run/libvirt
+  if ! pgrep -x virtlogd >/dev/null; then
+    virtlogd -d
+    on_exit "pkill -x virtlogd"
+  fi
+  if ! pgrep -x libvirtd >/dev/null; then
+    libvirtd -d
+    on_exit "pkill -x libvirtd; sleep 1"
+  fi
+  wait_for "${VIRSH[*]} version" 30 || { echo "$T_NAME: libvirtd did not come up" >&2; return 1; }
+}
+
+# Define-or-create helpers that always clean up after themselves.
+# vm_define FILE NAME: define, and undefine (after destroy) on exit.
+vm_cleanup_on_exit() {
+  on_exit "${VIRSH[*]} destroy '$1'; ${VIRSH[*]} undefine '$1' --managed-save --nvram"
+}
+
+# Open vSwitch with DPDK and no hugepages (see the project's OVS notes).
+# Brings up bridge br-vhu; ports are added by the caller.
+ovs_up() {
+  update-alternatives --set ovs-vswitchd /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk >/dev/null
+  mkdir -p /run/openvswitch /var/log/openvswitch /var/lib/openvswitch
+  if ! pgrep -x ovsdb-server >/dev/null; then
+    rm -f /var/lib/openvswitch/conf.db
+    ovsdb-tool create /var/lib/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
+    ovsdb-server /var/lib/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
+      --pidfile=/run/openvswitch/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
+    on_exit "kill \$(cat /run/openvswitch/ovsdb-server.pid)"
+    ovs-vsctl --no-wait init
+    ovs-vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+      other_config:dpdk-extra="--no-huge --legacy-mem -m 512 --no-pci" \
+      other_config:per-port-memory=true other_config:pmd-maxsleep=10000
+  fi
+  if ! pgrep -x ovs-vswitchd >/dev/null; then
+    ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid \
+      --detach --log-file=/var/log/openvswitch/ovs-vswitchd.log
+    on_exit "kill \$(cat /run/openvswitch/ovs-vswitchd.pid); sleep 1; rm -rf /var/run/dpdk"
+  fi
+  wait_for "[ \"\$(ovs-vsctl get Open_vSwitch . dpdk_initialized)\" = true ]" 60 || return 1
+  ovs-vsctl --may-exist add-br br-vhu -- set bridge br-vhu datapath_type=netdev
+  on_exit "ovs-vsctl --if-exists del-br br-vhu"
+  install -d -m 0755 -o libvirt-qemu -g libvirt-qemu /run/vhu-test
+  on_exit "rm -rf /run/vhu-test"
+}
+
+# ovs_add_client_port NAME SOCKET: OVS connects (client) to QEMU's server socket.
+ovs_add_client_port() {
+  ovs-vsctl --if-exists del-port br-vhu "$1"
+  ovs-vsctl add-port br-vhu "$1" -- set Interface "$1" type=dpdkvhostuserclient \
+    options:vhost-server-path="$2"
+}
