@@ -256,15 +256,6 @@ pub fn detect(domain: Node, signals: &Signals) -> Result<Detection, InputError> 
                 );
             }
         }
-        if signals.localtime_clock && clock.attribute("offset") == Some("localtime") {
-            push(
-                Signal::LocaltimeClock,
-                true,
-                Weight::Heuristic,
-                "clock offset localtime".into(),
-                at(clock),
-            );
-        }
     }
 
     if signals.description {
@@ -282,11 +273,25 @@ pub fn detect(domain: Node, signals: &Signals) -> Result<Detection, InputError> 
         }
     }
 
+    if let Some(clock) = child(domain, "clock").filter(|_| signals.localtime_clock) {
+        if clock.attribute("offset") == Some("localtime") {
+            push(
+                Signal::LocaltimeClock,
+                true,
+                Weight::Heuristic,
+                "clock offset localtime".into(),
+                at(clock),
+            );
+        }
+    }
+
     Ok(decide(found))
 }
 
 /// Applies the precedence rules and marks the decisive evidence.
 fn decide(mut evidence: Vec<Evidence>) -> Detection {
+    // Strongest first; within a weight, the order the signals were examined.
+    evidence.sort_by(|a, b| b.weight.cmp(&a.weight));
     let top = evidence.iter().map(|e| e.weight).max();
     let verdict = match top {
         None => Verdict::Unknown,

@@ -48,7 +48,11 @@ impl Pos {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let mut col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        // A byte-order mark is not a column anyone sees.
+        if line_start == 0 && before.starts_with("\u{feff}".as_bytes()) {
+            col -= 1;
+        }
         Pos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(col).unwrap_or(u32::MAX),
