@@ -155,7 +155,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Filter { file, quiet } => filter(&cli, file.as_deref(), *quiet),
         Command::Diff { file, color } => diff(&cli, file.as_deref(), *color),
         Command::Check { files, json } => check(&cli, files, *json),
-        Command::Config(ConfigCommand::Check { path }) => config_check(path.as_deref().or(cli.config.as_deref())),
+        Command::Config(ConfigCommand::Check { path }) => {
+            config_check(path.as_deref().or(cli.config.as_deref()))
+        }
         Command::Config(ConfigCommand::Show) => config_show(&cli),
         Command::Hook {
             object,
@@ -221,10 +223,16 @@ fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
         Some(p) => p.display().to_string(),
     };
     if name == "<stdin>" {
-        io::stdin().lock().take(cap).read_to_end(&mut bytes).context("reading stdin")?;
+        io::stdin()
+            .lock()
+            .take(cap)
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
     } else {
         let f = std::fs::File::open(&name).with_context(|| format!("{name}: cannot open"))?;
-        f.take(cap).read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read"))?;
+        f.take(cap)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{name}: cannot read"))?;
     }
     Ok(Input { name, bytes })
 }
@@ -269,7 +277,11 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
     }
     let old = text_of(&input);
     let new = a.output(old);
-    let label = if input.name == "<stdin>" { "stdin" } else { input.name.as_str() };
+    let label = if input.name == "<stdin>" {
+        "stdin"
+    } else {
+        input.name.as_str()
+    };
     let text = similar::TextDiff::from_lines(old, new.as_str())
         .unified_diff()
         .context_radius(3)
@@ -278,7 +290,9 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
     let colored = match color {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
-        ColorWhen::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ColorWhen::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     if colored {
@@ -309,7 +323,11 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
 fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
     let p = policy(cli)?;
     let stdin_only = [PathBuf::from("-")];
-    let files = if files.is_empty() { &stdin_only[..] } else { files };
+    let files = if files.is_empty() {
+        &stdin_only[..]
+    } else {
+        files
+    };
     let mut worst = EXIT_OK;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for f in files {
@@ -327,7 +345,11 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
             Err(e) => {
                 worst = EXIT_ERROR;
                 if json {
-                    let name = if f == Path::new("-") { "<stdin>".into() } else { f.display().to_string() };
+                    let name = if f == Path::new("-") {
+                        "<stdin>".into()
+                    } else {
+                        f.display().to_string()
+                    };
                     writeln!(out, "{}", report::json_error(&name, &format!("{e:#}")))?;
                 }
                 out.flush()?;
@@ -342,8 +364,12 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
 fn config_check(path: Option<&Path>) -> Result<u8> {
     let (_, source) = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-            (Config::from_toml(&text, &p.display().to_string())?, config::Source::File(p.to_path_buf()))
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            (
+                Config::from_toml(&text, &p.display().to_string())?,
+                config::Source::File(p.to_path_buf()),
+            )
         }
         None => config::load(None)?,
     };
@@ -374,8 +400,11 @@ fn man(dir: Option<&Path>) -> Result<u8> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let write_page = |name: String, c: clap::Command| -> Result<()> {
         let path = dir.join(format!("{name}.1"));
-        let mut f = std::fs::File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
-        clap_mangen::Man::new(c).title(name.to_uppercase()).render(&mut f)?;
+        let mut f = std::fs::File::create(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        clap_mangen::Man::new(c)
+            .title(name.to_uppercase())
+            .render(&mut f)?;
         Ok(())
     };
     for sub in cmd.get_subcommands() {

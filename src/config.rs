@@ -165,10 +165,16 @@ impl Config {
             ));
         }
         if !(8..=4096).contains(&l.max_depth) {
-            return Err(format!("limits.max_depth = {}: must be between 8 and 4096", l.max_depth));
+            return Err(format!(
+                "limits.max_depth = {}: must be between 8 and 4096",
+                l.max_depth
+            ));
         }
         if l.max_nodes < 64 {
-            return Err(format!("limits.max_nodes = {}: must be at least 64", l.max_nodes));
+            return Err(format!(
+                "limits.max_nodes = {}: must be at least 64",
+                l.max_nodes
+            ));
         }
         Ok(())
     }
@@ -250,7 +256,11 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_file() {
         let e = Config::from_toml("[hook]\non_eror = \"deny\"\n", "/etc/v.toml").unwrap_err();
-        assert!(e.to_string().starts_with("/etc/v.toml: 2:1: hook.on_eror: unknown field `on_eror`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/v.toml: 2:1: hook.on_eror: unknown field `on_eror`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -271,6 +281,9 @@ mod tests {
     #[test]
     fn out_of_range_limit_is_refused() {
         let e = Config::from_toml("[limits]\nmax_depth = 2\n", "c.toml").unwrap_err();
-        assert_eq!(e.to_string(), "c.toml: limits.max_depth = 2: must be between 8 and 4096");
+        assert_eq!(
+            e.to_string(),
+            "c.toml: limits.max_depth = 2: must be between 8 and 4096"
+        );
     }
 }

@@ -161,7 +161,11 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
             let why = if parsed.kind == DocKind::Interface && policy.guest_os.is_none() {
                 "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)".to_string()
             } else {
-                format!("the guest is {} ({}) and guests = \"windows\"", detection.verdict, detection.reason())
+                format!(
+                    "the guest is {} ({}) and guests = \"windows\"",
+                    detection.verdict,
+                    detection.reason()
+                )
             };
             warnings.push(format!(
                 "{} keeps model {}: {why}; libvirt will refuse it, since vhost-user requires a virtio model",
@@ -175,7 +179,8 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     if !edits.is_empty() && detection.verdict == Verdict::Windows {
         warnings.push(NETKVM_WARNING.to_string());
     }
-    let memory = (parsed.kind == DocKind::Domain && !nics.is_empty()).then(|| rules::memory_sharing(root));
+    let memory =
+        (parsed.kind == DocKind::Domain && !nics.is_empty()).then(|| rules::memory_sharing(root));
     if let Some(m) = memory.as_ref().filter(|m| !m.shared) {
         warnings.push(format!(
             "guest memory is not shared ({}): vhost-user NICs will not work; add <memoryBacking><access mode='shared'/></memoryBacking>",

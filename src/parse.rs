@@ -48,7 +48,10 @@ impl Pos {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let mut col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let mut col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         // A byte-order mark is not a column anyone sees.
         if line_start == 0 && before.starts_with("\u{feff}".as_bytes()) {
             col -= 1;
@@ -57,6 +60,55 @@ impl Pos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(col).unwrap_or(u32::MAX),
         }
+    }
+}
+
+/// Computes positions for offsets visited in increasing order in O(total length):
+/// a document with thousands of NICs must not be rescanned from the start for each.
+pub struct PosCursor<'a> {
+    text: &'a str,
+    at: usize,
+    pos: Pos,
+}
+
+impl<'a> PosCursor<'a> {
+    pub fn new(text: &'a str) -> Self {
+        PosCursor {
+            text,
+            at: 0,
+            pos: Pos { line: 1, col: 1 },
+        }
+    }
+
+    /// Position of byte offset `to`; offsets before the last one restart the scan.
+    pub fn pos(&mut self, to: usize) -> Pos {
+        let to = to.min(self.text.len());
+        if to < self.at || !self.text.is_char_boundary(to) {
+            return Pos::of(self.text, to);
+        }
+        let span = &self.text.as_bytes()[self.at..to];
+        let newlines = span.iter().filter(|&&b| b == b'\n').count();
+        if newlines > 0 {
+            let last = span.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+            let tail = &self.text[self.at + last + 1..to];
+            self.pos.line = self
+                .pos
+                .line
+                .saturating_add(u32::try_from(newlines).unwrap_or(u32::MAX));
+            self.pos.col = u32::try_from(tail.chars().count() + 1).unwrap_or(u32::MAX);
+        } else {
+            let mid = &self.text[self.at..to];
+            let seen = mid
+                .chars()
+                .filter(|&c| !(self.at == 0 && c == '\u{feff}'))
+                .count();
+            self.pos.col = self
+                .pos
+                .col
+                .saturating_add(u32::try_from(seen).unwrap_or(u32::MAX));
+        }
+        self.at = to;
+        self.pos
     }
 }
 
@@ -244,7 +296,9 @@ fn check_depth(doc: &roxmltree::Document, limit: u32) -> Result<(), InputError> 
     let mut depth: Vec<u32> = Vec::new();
     for node in doc.descendants() {
         let d = match node.parent() {
-            Some(p) => depth.get(p.id().get_usize()).copied().unwrap_or(0) + u32::from(node.is_element()),
+            Some(p) => {
+                depth.get(p.id().get_usize()).copied().unwrap_or(0) + u32::from(node.is_element())
+            }
             None => 0,
         };
         let id = node.id().get_usize();
@@ -265,6 +319,16 @@ fn check_depth(doc: &roxmltree::Document, limit: u32) -> Result<(), InputError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursor_agrees_with_full_scan() {
+        let t = "\u{feff}<a>\n  <b é='1'/>\n\n<c/>x</a>";
+        let mut c = PosCursor::new(t);
+        for i in (0..=t.len()).filter(|&i| t.is_char_boundary(i)) {
+            assert_eq!(c.pos(i), Pos::of(t, i), "offset {i}");
+        }
+        assert_eq!(c.pos(3), Pos::of(t, 3));
+    }
 
     #[test]
     fn position_counts_lines_and_characters() {

@@ -12,7 +12,9 @@ use vhostfix::rules::{Guests, TargetModel};
 use vhostfix::{analyze, parse, report, Policy};
 
 fn file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/files").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/files")
+        .join(name)
 }
 
 fn bless() -> bool {
@@ -25,8 +27,12 @@ fn expect_file(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with VHOSTFIX_BLESS=1 to create it)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with VHOSTFIX_BLESS=1 to create it)",
+            path.display()
+        )
+    });
     if expected != actual {
         panic!(
             "{} differs\n--- expected\n{expected}\n--- actual\n{actual}",
@@ -44,13 +50,26 @@ fn run_case(name: &str, policy: Policy) {
     if a.changes() {
         expect_file(&out_name, &out);
     } else {
-        assert_eq!(out, text, "{name}: nothing to change, so the output must equal the input");
-        assert!(!file(&out_name).exists(), "{out_name} exists but nothing changes");
+        assert_eq!(
+            out, text,
+            "{name}: nothing to change, so the output must equal the input"
+        );
+        assert!(
+            !file(&out_name).exists(),
+            "{out_name} exists but nothing changes"
+        );
     }
-    expect_file(&format!("{name}.report"), &report::text(&format!("{name}.xml"), &a));
+    expect_file(
+        &format!("{name}.report"),
+        &report::text(&format!("{name}.xml"), &a),
+    );
     // A second pass changes nothing.
     let again = analyze(&out, &policy).unwrap();
-    assert!(again.edits.is_empty(), "{name}: second pass wants to change {:?}", again.edits);
+    assert!(
+        again.edits.is_empty(),
+        "{name}: second pass wants to change {:?}",
+        again.edits
+    );
 }
 
 fn run_bad(name: &str, policy: Policy) {
