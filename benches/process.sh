@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Whole-process timings and peak memory of `vhostfix filter` (see BENCHMARKS.md).
+#
+#   cargo build --release && benches/process.sh [OUTDIR]
+#
+# * time: hyperfine (no shell, warmup), output through a pipe, on the 3.3 KB
+#   Windows domain (benches/data/win2019.xml) and on the 5.1 MB generated one
+#   (benches/gen_domain.py): `vhostfix filter` against `cat` (the floor: read
+#   the file, write it out) and against benches/filter_et.py (the same job in
+#   Python's ElementTree);
+# * memory: max RSS from /usr/bin/time -v on the 5.1 MB domain, vhostfix and cat.
+#
+# Environment: VHOSTFIX (binary, default target/release/vhostfix), PYTHON
+# (default /usr/bin/python3, Debian's, which a libvirt host has; else the real
+# interpreter behind `python3`, so that no pyenv-style shim script is timed),
+# RUNS (memory repetitions, default 5).
+# Results (hyperfine JSON/Markdown, generated input) go to OUTDIR
+# (default: a new temporary directory, printed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VHOSTFIX=${VHOSTFIX:-target/release/vhostfix}
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=$(python3 -c 'import sys; print(sys.executable)'); fi
+fi
+RUNS=${RUNS:-5}
+OUT=${1:-$(mktemp -d /tmp/vhostfix-bench.XXXXXX)}
+mkdir -p "$OUT"
+
+for tool in hyperfine /usr/bin/time "$PYTHON"; do
+  command -v "$tool" >/dev/null || { echo "process.sh: $tool is missing (Debian: apt-get install hyperfine time python3)" >&2; exit 2; }
+done
+[ -x "$VHOSTFIX" ] || { echo "process.sh: $VHOSTFIX not built; run cargo build --release" >&2; exit 2; }
+
+SMALL=benches/data/win2019.xml
+BIG=$OUT/big.xml
+"$PYTHON" benches/gen_domain.py -o "$BIG"
+# An empty configuration: built-in defaults, whatever /etc/vhostfix holds.
+CONF=$OUT/empty.toml
+: >"$CONF"
+
+# Sanity: both filters produce the same document (modulo quoting and whitespace).
+for f in "$SMALL" "$BIG"; do
+  "$VHOSTFIX" --config "$CONF" filter -q "$f" >"$OUT/out.vhostfix.xml"
+  "$PYTHON" benches/filter_et.py "$f" >"$OUT/out.et.xml"
+  cmp -s "$f" "$OUT/out.vhostfix.xml" && { echo "process.sh: vhostfix changed nothing in $f" >&2; exit 1; }
+  "$PYTHON" - "$OUT/out.vhostfix.xml" "$OUT/out.et.xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+a, b = (ET.canonicalize(from_file=p, strip_text=True) for p in sys.argv[1:3])
+sys.exit(0 if a == b else "process.sh: vhostfix and filter_et.py disagree")
+EOF
+done
+rm -f "$OUT/out.vhostfix.xml" "$OUT/out.et.xml"
+
+echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); $(date -u +%FT%TZ)"
+echo "== $("$PYTHON" -V), hyperfine $(hyperfine --version | cut -d' ' -f2), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== vhostfix $(git rev-parse --short HEAD 2>/dev/null || echo '?'), input sizes: $(wc -c <"$SMALL") B, $(wc -c <"$BIG") B"
+
+bench() { # name, warmup, min runs, input file
+  local name=$1 warmup=$2 runs=$3 f=$4
+  echo "== time: $name"
+  hyperfine -N --warmup "$warmup" --min-runs "$runs" --output=pipe \
+    --export-json "$OUT/$name.json" --export-markdown "$OUT/$name.md" \
+    -n cat "cat $f" \
+    -n vhostfix "$VHOSTFIX --config $CONF filter $f" \
+    -n filter_et.py "$PYTHON benches/filter_et.py $f"
+}
+bench small 50 300 "$SMALL"
+bench big 3 20 "$BIG"
+
+echo "== ratios (mean times)"
+"$PYTHON" - "$OUT" <<'EOF'
+import json, sys
+out = sys.argv[1]
+for name in ("small", "big"):
+    r = {x["command"]: x["mean"] for x in json.load(open(f"{out}/{name}.json"))["results"]}
+    cat, vf, et = r["cat"], r["vhostfix"], r["filter_et.py"]
+    print(f"{name}: cat {cat*1e3:.2f} ms, vhostfix {vf*1e3:.2f} ms, filter_et.py {et*1e3:.2f} ms; "
+          f"vhostfix/cat = {vf/cat:.2f}x, filter_et.py/vhostfix = {et/vf:.1f}x")
+EOF
+
+echo "== peak memory (max RSS, KiB, $RUNS runs each) on $(wc -c <"$BIG") B"
+maxrss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | sed -n 's/.*Maximum resident set size (kbytes): //p'; }
+for cmd in cat vhostfix; do
+  if [ "$cmd" = cat ]; then argv=(cat "$BIG"); else argv=("$VHOSTFIX" --config "$CONF" filter -q "$BIG"); fi
+  all=()
+  for _ in $(seq "$RUNS"); do all+=("$(maxrss "${argv[@]}")"); done
+  printf '%s: %s\n' "$cmd" "${all[*]}"
+done
+size=$(wc -c <"$BIG")
+echo "budget (4 x input + 8 MiB): $(( (4 * size + 8 * 1048576) / 1024 )) KiB"
+echo "== results in $OUT"
