@@ -78,7 +78,9 @@ pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) ->
             0
         }
         OnError::Deny => {
-            log::error!("{subject}: {failure}; denying (hook.on_error = \"deny\")");
+            if !crate::logging::to_stderr() {
+                log::error!("{subject}: {failure}; denying (hook.on_error = \"deny\")");
+            }
             eprintln!("vhostfix refused {subject}: {failure} (hook.on_error = \"deny\")");
             DENY
         }
@@ -166,7 +168,9 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         call.name,
         reasons.join("; also ")
     );
-    log::warn!("{message}");
+    if !crate::logging::to_stderr() {
+        log::warn!("{message}");
+    }
     eprintln!("{message}");
     Ok(DENY)
 }

@@ -8,7 +8,16 @@
 use log::{LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+static TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// True unless the installed logger writes to syslog. A message meant for the
+/// user on stderr need not be logged again when the log is stderr too.
+pub fn to_stderr() -> bool {
+    TO_STDERR.load(Ordering::Relaxed)
+}
 
 /// Environment variable selecting the log target and level.
 pub const ENV_VAR: &str = "VHOSTFIX_LOG";
@@ -115,6 +124,7 @@ pub fn init() -> Option<String> {
     } else {
         Sink::Stderr
     };
+    TO_STDERR.store(matches!(sink, Sink::Stderr), Ordering::Relaxed);
     let logger = Logger {
         sink: Mutex::new(sink),
         level,
