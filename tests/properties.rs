@@ -216,3 +216,41 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Untrusted input never panics the core: arbitrary damage to a valid
+    /// document either parses or yields an error with a message.
+    #[test]
+    fn damaged_input_never_panics(
+        d in doc(),
+        cuts in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, prop::sample::select(vec!["", "<", ">", "'", "&", "<!--", "]]>", "\u{feff}", "<model type='e1000'/>", "</interface>"])), 1..4),
+    ) {
+        let mut text = render(&d);
+        for (at, len, with) in cuts {
+            let mut start = at.index(text.len() + 1);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = (start + len).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            text.replace_range(start..end, with);
+        }
+        match analyze(&text, &Policy::default()) {
+            Ok(a) => {
+                let out = a.output(&text);
+                prop_assert!(analyze(&out, &Policy::default()).is_ok());
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let p = Policy::default();
+        let _ = vhostfix::parse::decode(&bytes, &p.limits).and_then(|t| analyze(t, &p).map(|_| ()));
+    }
+}
