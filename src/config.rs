@@ -212,23 +212,21 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// Finds the configuration file that applies.
-pub fn resolve(explicit: Option<&Path>) -> (Option<PathBuf>, bool) {
+/// Finds the configuration file that applies, and whether it was named
+/// explicitly (a named file must exist; the default one may be absent).
+pub fn resolve(explicit: Option<&Path>) -> (PathBuf, bool) {
     if let Some(p) = explicit {
-        return (Some(p.to_path_buf()), true);
+        return (p.to_path_buf(), true);
     }
-    if let Some(p) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
-        return (Some(PathBuf::from(p)), true);
+    match std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
     }
-    (Some(PathBuf::from(DEFAULT_PATH)), false)
 }
 
 /// Loads the configuration that applies (see the module doc).
 pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
     let (path, named) = resolve(explicit);
-    let Some(path) = path else {
-        return Ok((Config::default(), Source::BuiltIn));
-    };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let c = Config::from_toml(&text, &path.display().to_string())?;
