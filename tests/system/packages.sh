@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# The .deb and .rpm: built as packaging/INSTALL.md says, inspected (paths,
+# modes, conffile, scripts, requirements), then the .deb installed on this
+# machine with dpkg and proven against the real libvirtd: the packaged hook
+# runs and logs, refuses a violating domain at `virsh start`, upgrades keep the
+# hook and the operator's configuration, removal and purge take away exactly
+# what the package added, and a foreign /etc/libvirt/hooks/qemu is never
+# touched. Root; leaves the machine as it found it.
+source "$(dirname "$0")/../lib/common.sh"
+need_root
+system_lock
+
+cd "$REPO" || exit 2
+HOOKS=/etc/libvirt/hooks
+LINK=$HOOKS/qemu.d/50-vhostfix
+CONF=/etc/vhostfix/vhostfix.toml
+started=$(date +%s)
+
+# ---------------------------------------------------------------- build
+for tool in cargo-deb cargo-generate-rpm; do
+  command -v "$tool" >/dev/null || { t_fail "$tool is installed (.ci/run installs it)"; t_done; exit 1; }
+done
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+DEB=target/debian/vhostfix_${version}-1_$(dpkg --print-architecture).deb
+RPM=target/generate-rpm/vhostfix-${version}-1.$(uname -m).rpm
+if [ ! -f "$DEB" ] || [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging Cargo.toml -newer "$DEB" -print -quit)" ] \
+  || [ -n "$(find src hooks packaging Cargo.toml -newer "$RPM" -print -quit)" ]; then
+  t_log "building the packages"
+  build_log=$T_TMP/build.log
+  if cargo build --release >"$build_log" 2>&1 && packaging/build-assets.sh >>"$build_log" 2>&1 \
+    && cargo deb >>"$build_log" 2>&1 && cargo generate-rpm >>"$build_log" 2>&1; then
+    t_ok "both packages build (cargo deb, cargo generate-rpm)"
+  else
+    t_fail "both packages build" "$(tail -n 20 "$build_log")"
+    t_done; exit 1
+  fi
+fi
+t_check "the .deb is where cargo deb puts it ($DEB)" test -s "$DEB"
+t_check "the .rpm is where cargo generate-rpm puts it ($RPM)" test -s "$RPM"
+
+# ---------------------------------------------------------------- the .deb
+contents=$(dpkg-deb -c "$DEB")
+# entry MODE PATH: the listing has PATH with MODE, owned by root.
+deb_entry() {
+  t_check "deb: $2 ($1, root:root)" grep -Eq "^$1 0/0 +[0-9]+ [0-9-]+ [0-9:]+ \./${2#/}\$" <<<"$contents"
+}
+deb_entry -rwxr-xr-x /usr/bin/vhostfix
+deb_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
+deb_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
+deb_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
+for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man; do
+  deb_entry -rw-r--r-- "/usr/share/man/man1/$page.1.gz"
+done
+deb_entry -rw-r--r-- /usr/share/bash-completion/completions/vhostfix
+deb_entry -rw-r--r-- /usr/share/zsh/vendor-completions/_vhostfix
+deb_entry -rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish
+for doc in README.md INSTALL.md NEWS.gz copyright; do
+  deb_entry -rw-r--r-- "/usr/share/doc/vhostfix/$doc"
+done
+t_eq "deb: under /etc only the configuration (the hook link is made by postinst)" \
+  "./etc/ ./etc/vhostfix/ ./etc/vhostfix/vhostfix.toml" "$(awk '$6 ~ /^\.\/etc\// {print $6}' <<<"$contents" | paste -sd' ')"
+t_eq "deb: no file outside /usr and /etc" "" "$(awk '$6 !~ /^\.\/(usr|etc)\// {print $6}' <<<"$contents")"
+
+info=$(dpkg-deb -I "$DEB")
+t_contains "deb: Package vhostfix $version-1" "$info" "Version: $version-1"
+t_contains "deb: depends only on libc" "$(dpkg-deb -f "$DEB" Depends)" "libc6"
+ctrl=$T_TMP/deb-control
+mkdir -p "$ctrl" && dpkg-deb -e "$DEB" "$ctrl"
+t_eq "deb: conffiles is exactly the configuration" "$CONF" "$(cat "$ctrl/conffiles")"
+for s in postinst prerm postrm; do
+  t_check "deb: $s is executable" test -x "$ctrl/$s"
+  t_check "deb: $s is valid sh" sh -n "$ctrl/$s"
+  t_check "deb: $s keeps the #DEBHELPER# slot for a later systemd unit" grep -qx '#DEBHELPER#' "$ctrl/$s"
+done
+t_check "deb: postinst installs the hook on configure" \
+  grep -Pzq 'configure\)\n\s+/usr/lib/vhostfix/libvirt-hooks install' "$ctrl/postinst"
+t_check "deb: prerm removes the hook on remove only (not upgrade)" \
+  grep -Pzq 'case "\$1" in\n\s+remove\)\n\s+/usr/lib/vhostfix/libvirt-hooks remove' "$ctrl/prerm"
+t_check "deb: postrm cleans up on purge" grep -q 'purge)' "$ctrl/postrm"
+
+payload=$T_TMP/deb-root
+mkdir -p "$payload" && dpkg-deb -x "$DEB" "$payload"
+t_check "deb: the shipped configuration is packaging/vhostfix.toml" cmp "$payload$CONF" packaging/vhostfix.toml
+t_check "deb: the shipped configuration parses" "$payload/usr/bin/vhostfix" config check "$payload$CONF"
+t_check "deb: the dispatcher is hooks/qemu-dispatcher" cmp "$payload/usr/lib/vhostfix/qemu-dispatcher" hooks/qemu-dispatcher
+t_contains "deb: the binary runs" "$("$payload/usr/bin/vhostfix" --version)" "vhostfix $version"
+t_contains "deb: the man page is a gzipped man page" "$(zcat "$payload/usr/share/man/man1/vhostfix.1.gz" | head -n 3)" ".TH VHOSTFIX 1"
+t_contains "deb: the zsh completion is one" "$(head -n 1 "$payload/usr/share/zsh/vendor-completions/_vhostfix")" "#compdef vhostfix"
+
+# ---------------------------------------------------------------- the .rpm
+files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" 2>/dev/null)
+rpm_entry() {
+  t_check "rpm: $2 ($1, root:root)" grep -Eq "^$1 root:root [a-z]* $2\$" <<<"$files"
+}
+rpm_entry -rwxr-xr-x /usr/bin/vhostfix
+rpm_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
+rpm_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
+rpm_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
+rpm_entry -rw-r--r-- /usr/share/man/man1/vhostfix.1.gz
+rpm_entry -rw-r--r-- /usr/share/bash-completion/completions/vhostfix
+rpm_entry -rw-r--r-- /usr/share/zsh/site-functions/_vhostfix
+rpm_entry -rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish
+t_eq "rpm: -qpl lists the same files as the .deb (bar the zsh directory and NEWS compression)" \
+  "$(awk '$6 !~ /\/$/ {sub(/^\./, "", $6); print $6}' <<<"$contents" | sed 's|/vendor-completions/|/site-functions/|; s|/NEWS.gz$|/NEWS|' | sort)" \
+  "$(rpm -qpl "$RPM" 2>/dev/null | sort)"
+t_check "rpm: the configuration is %config(noreplace)" grep -Eq '^-rw-r--r-- root:root cn /etc/vhostfix/vhostfix.toml$' <<<"$files"
+t_eq "rpm: it is the only configuration file" "$CONF" "$(rpm -qpc "$RPM" 2>/dev/null)"
+t_eq "rpm: docs are marked as docs (8 man pages, 4 files)" "12" "$(rpm -qpd "$RPM" 2>/dev/null | wc -l)"
+scripts=$(rpm -qp --scripts "$RPM" 2>/dev/null)
+t_contains "rpm: %post installs the hook" "$scripts" "/usr/lib/vhostfix/libvirt-hooks install"
+t_check "rpm: %preun removes the hook on erase only (\$1 = 0, not upgrade)" \
+  grep -Pzq 'preuninstall scriptlet[^\n]*\n(#[^\n]*\n)*if \[ "\$1" -eq 0 \]; then\n\s+/usr/lib/vhostfix/libvirt-hooks remove' <<<"$scripts"
+t_not_contains "rpm: no %postun or %pre (nothing to do there)" "$scripts" "postuninstall scriptlet"
+requires=$(rpm -qp --requires "$RPM" 2>/dev/null)
+for r in /bin/sh /bin/bash 'libc.so.6()(64bit)'; do
+  t_check "rpm: requires $r" grep -qxF "$r" <<<"$requires"
+done
+t_not_contains "rpm: does not require libvirt (hosts name it differently)" "$requires" libvirt
+rpmroot=$T_TMP/rpm-root
+mkdir -p "$rpmroot" && rpm2archive - <"$RPM" | tar -xz -C "$rpmroot"
+t_check "rpm: the shipped configuration is packaging/vhostfix.toml" cmp "$rpmroot$CONF" packaging/vhostfix.toml
+t_contains "rpm: the binary runs" "$("$rpmroot/usr/bin/vhostfix" --version)" "vhostfix $version"
+
+# ---------------------------------------------------------------- install the .deb
+if dpkg-query -W -f '${db:Status-Status}' vhostfix 2>/dev/null | grep -qv '^not-installed$'; then
+  t_fail "vhostfix is not installed before the test" "$(dpkg -l vhostfix | tail -n 1)"
+  t_done; exit 1
+fi
+# Hooks other suites or the site left: moved aside for the test, restored after.
+saved=$T_TMP/saved-hooks
+mkdir -p "$saved"
+for f in qemu qemu.d; do
+  if [ -e "$HOOKS/$f" ] || [ -L "$HOOKS/$f" ]; then
+    mv "$HOOKS/$f" "$saved/$f"
+    on_exit "rm -rf '$HOOKS/$f'; mv '$saved/$f' '$HOOKS/$f'"
+  fi
+done
+hooks_before=$(ls -lA --time-style=+ "$HOOKS")
+# Cleanups run in reverse: purge the package and drop what the test made in
+# qemu.d first, then put back what was moved aside.
+on_exit "dpkg -P vhostfix; rm -rf '$HOOKS/qemu.d'"
+
+# Syslog: the hook logs there. Without /dev/log, listen on it ourselves.
+SYSLOG=$T_TMP/syslog
+if [ ! -e /dev/log ]; then
+  socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" &
+  socat_pid=$!
+  on_exit "kill $socat_pid; rm -f /dev/log"
+  wait_for "test -S /dev/log" 5 || t_fail "socat listens on /dev/log"
+  syslog_lines() { cat "$SYSLOG" 2>/dev/null; }
+else
+  t_log "/dev/log exists: reading the hook's lines from the system log"
+  syslog_lines() {
+    if command -v journalctl >/dev/null; then journalctl -q -t vhostfix --since "@$started" 2>/dev/null; fi
+    cat /var/log/syslog /var/log/messages /var/log/daemon.log 2>/dev/null | grep 'vhostfix\['
+  }
+fi
+
+libvirt_up || { t_fail "libvirtd runs"; t_done; exit 1; }
+
+# guest NAME [vhostuser]: a small TCG guest without disk; undefined on exit.
+guest() {
+  local nic="<interface type='user'><model type='e1000'/></interface>"
+  [ "${2:-}" = vhostuser ] && nic="<interface type='vhostuser'><source type='unix' path='/run/$1.sock' mode='server'/><model type='virtio'/></interface>"
+  cat >"$T_TMP/$1.xml" <<EOF
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>$nic</devices>
+</domain>
+EOF
+  vm_cleanup_on_exit "$1"
+  "${VIRSH[@]}" define "$T_TMP/$1.xml" >/dev/null
+}
+# starts NAME: start and stop a guest; fails when it does not start.
+starts() {
+  local out
+  out=$(timeout 120 "${VIRSH[@]}" start "$1" 2>&1) || { echo "$out"; return 1; }
+  timeout 60 "${VIRSH[@]}" destroy "$1" >/dev/null 2>&1
+  return 0
+}
+# follow_advice OUTPUT: when postinst says libvirtd must reload to see the new
+# hook (it only looks for hooks when it starts or reloads), do what it says,
+# as INSTALL.md tells operators to (without systemd: SIGHUP).
+follow_advice() {
+  local pid
+  pid=$(sed -n "s/.*was started before the hook existed.*'kill -HUP \([0-9]*\)'.*/\1/p" <<<"$1" | head -n 1)
+  [ -n "$pid" ] || return 0
+  t_log "following postinst's advice: kill -HUP $pid (libvirtd reload)"
+  kill -HUP "$pid"
+  sleep 1
+  wait_for "${VIRSH[*]} version" 30
+}
+GOOD=vhostfix-pkg-good
+BAD=vhostfix-pkg-bad
+guest "$GOOD"
+guest "$BAD" vhostuser
+
+out=$(dpkg -i "$DEB" 2>&1); rc=$?
+t_eq "dpkg -i succeeds" 0 "$rc"
+t_contains "postinst checks the installed configuration" "$out" "vhostfix: configuration ok: $CONF"
+lv=$(libvirtd --version); lv=${lv##* }
+t_contains "postinst says where the hook went" "$out" "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt $lv runs qemu.d/ itself)"
+t_eq "the hook link points at the binary" /usr/bin/vhostfix "$(readlink "$LINK")"
+t_check "no dispatcher on libvirt $lv (it runs qemu.d itself)" test ! -e "$HOOKS/qemu" -a ! -L "$HOOKS/qemu"
+t_check "the configuration is installed" cmp "$CONF" packaging/vhostfix.toml
+t_contains "the package knows its conffile" "$(dpkg-query -W -f '${Conffiles}' vhostfix)" "$CONF"
+t_check "the binary is on PATH" /usr/bin/vhostfix --version
+
+t_contains "postinst says libvirtd, started with no qemu hook, must reload to call it" "$out" \
+  "was started before the hook existed and only looks for hooks when it starts or reloads"
+follow_advice "$out"
+
+if starts "$GOOD" >"$T_TMP/start.out"; then t_ok "a compliant guest starts with the hook installed"; else
+  t_fail "a compliant guest starts with the hook installed" "$(cat "$T_TMP/start.out")"; fi
+wait_for "syslog_lines | grep -q \"domain='$GOOD' op=prepare/begin\"" 10
+logged=$(syslog_lines)
+t_contains "the packaged hook ran and logged its decision" "$logged" "domain='$GOOD' op=prepare/begin verdict=unknown"
+t_contains "the log line names the decision" "$(grep "domain='$GOOD' op=prepare/begin" <<<"$logged")" "action=allow"
+t_contains "the log lines come from the vhostfix ident" "$logged" "vhostfix["
+
+out=$(timeout 120 "${VIRSH[@]}" start "$BAD" 2>&1); rc=$?
+[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$BAD" >/dev/null 2>&1
+t_eq "a vhost-user guest without shared memory is refused at virsh start" 1 "$rc"
+t_contains "virsh start shows the hook's message" "$out" "vhostfix refused to start domain '$BAD'"
+t_contains "and its reason" "$out" "needs shared guest memory, but memory is not shared"
+t_contains "libvirt names the packaged hook" "$out" "$LINK"
+t_check "the refused guest is not running" bash -c "! ${VIRSH[*]} domstate $BAD | grep -q running"
+
+# ---------------------------------------------------------------- upgrade
+sed -i 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' "$CONF"
+t_check "the operator's edit is in place" grep -q '^guests = "any"' "$CONF"
+edited=$(md5sum <"$CONF")
+out=$(dpkg -i "$DEB" 2>&1); rc=$?
+t_eq "upgrade (dpkg -i again) succeeds" 0 "$rc"
+t_eq "upgrade keeps the operator's configuration" "$edited" "$(md5sum <"$CONF")"
+t_contains "postinst checks the edited configuration" "$out" "vhostfix: configuration ok: $CONF"
+t_eq "upgrade keeps the hook link" /usr/bin/vhostfix "$(readlink "$LINK")"
+out=$(timeout 120 "${VIRSH[@]}" start "$BAD" 2>&1); rc=$?
+[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$BAD" >/dev/null 2>&1
+t_contains "after the upgrade the hook still refuses the violating guest" "$out" "vhostfix refused to start domain '$BAD'"
+
+# ---------------------------------------------------------------- remove, purge
+out=$(dpkg -r vhostfix 2>&1); rc=$?
+t_eq "dpkg -r succeeds" 0 "$rc"
+t_check "dpkg -r removes the hook link" test ! -e "$LINK" -a ! -L "$LINK"
+t_check "dpkg -r removes the binary" test ! -e /usr/bin/vhostfix
+t_eq "dpkg -r keeps the edited configuration" "$edited" "$(md5sum <"$CONF" 2>/dev/null)"
+t_eq "the package is left in config-files state" config-files "$(dpkg-query -W -f '${db:Status-Status}' vhostfix)"
+if starts "$GOOD" >"$T_TMP/start.out"; then t_ok "after dpkg -r libvirt still starts guests"; else
+  t_fail "after dpkg -r libvirt still starts guests" "$(cat "$T_TMP/start.out")"; fi
+
+out=$(dpkg -P vhostfix 2>&1); rc=$?
+t_eq "dpkg -P succeeds" 0 "$rc"
+t_check "dpkg -P removes the configuration and its directory" test ! -e /etc/vhostfix
+t_eq "dpkg -P leaves no trace in dpkg" "" "$(dpkg-query -W -f '${db:Status-Status}' vhostfix 2>/dev/null | grep -v not-installed)"
+t_eq "after purge $HOOKS is as before the install" "$hooks_before" "$(ls -lA --time-style=+ "$HOOKS")"
+if starts "$GOOD" >"$T_TMP/start.out"; then t_ok "after dpkg -P libvirt still starts guests"; else
+  t_fail "after dpkg -P libvirt still starts guests" "$(cat "$T_TMP/start.out")"; fi
+
+# ---------------------------------------------------------------- a foreign qemu hook
+foreign=$HOOKS/qemu
+printf '#!/bin/sh\n# site hook, not vhostfix'"'"'s\ncat >/dev/null\nexit 0\n' >"$foreign"
+chmod 0750 "$foreign"
+touch -d '2020-01-02 03:04:05' "$foreign"
+on_exit "rm -f '$foreign'"
+fingerprint() { echo "$(md5sum <"$foreign") $(stat -c '%a %U:%G %Y %i' "$foreign")"; }
+before=$(fingerprint)
+for v in "" 4.5.0; do
+  label=${v:+simulated libvirt $v}; label=${label:-libvirt $lv}
+  out=$(VHOSTFIX_LIBVIRT_VERSION=$v dpkg -i "$DEB" 2>&1); rc=$?
+  t_eq "foreign qemu, $label: dpkg -i succeeds" 0 "$rc"
+  t_eq "foreign qemu, $label: byte-identical after install" "$before" "$(fingerprint)"
+  if [ -n "$v" ]; then
+    t_eq "foreign qemu, $label: one line tells how to chain vhostfix" 1 \
+      "$(grep -c "^vhostfix: $foreign is not ours and was left untouched, so libvirt $v will not run vhostfix" <<<"$out")"
+  fi
+  out=$(dpkg -r vhostfix 2>&1)
+  t_eq "foreign qemu, $label: byte-identical after dpkg -r" "$before" "$(fingerprint)"
+  out=$(dpkg -P vhostfix 2>&1)
+  t_eq "foreign qemu, $label: byte-identical after dpkg -P" "$before" "$(fingerprint)"
+done
+rm -f "$foreign"
+
+# ---------------------------------------------------------------- the dispatcher, installed for an old libvirt
+# libvirt 9 runs qemu.d itself, so here the dispatcher must step aside: the hook
+# must run exactly once per phase even though both are installed.
+out=$(VHOSTFIX_LIBVIRT_VERSION=4.5.0 dpkg -i "$DEB" 2>&1); rc=$?
+t_eq "simulated libvirt 4.5.0: dpkg -i succeeds" 0 "$rc"
+t_eq "simulated libvirt 4.5.0: the dispatcher is installed as $HOOKS/qemu" \
+  /usr/lib/vhostfix/qemu-dispatcher "$(readlink "$HOOKS/qemu")"
+t_contains "simulated libvirt 4.5.0: postinst says so" "$out" "run by the dispatcher $HOOKS/qemu"
+follow_advice "$out"
+n_before=$(syslog_lines | grep -c "domain='$GOOD' op=prepare/begin")
+starts "$GOOD" >/dev/null
+sleep 1
+n_after=$(syslog_lines | grep -c "domain='$GOOD' op=prepare/begin")
+t_eq "with dispatcher and qemu.d both present, libvirt $lv runs the hook once per phase" 1 "$((n_after - n_before))"
+out=$(dpkg -r vhostfix 2>&1)
+t_check "dpkg -r removes the dispatcher it installed" test ! -e "$HOOKS/qemu" -a ! -L "$HOOKS/qemu"
+dpkg -P vhostfix >/dev/null 2>&1
+t_eq "and $HOOKS is as before" "$hooks_before" "$(ls -lA --time-style=+ "$HOOKS")"
+
+t_log "took $(($(date +%s) - started)) s"
+t_done
