@@ -6,7 +6,8 @@
 //! * `big`: the generated Windows domain of benches/gen_domain.py (1000 disks,
 //!   256 NICs, 5.1 MB at scale 1) at scales 0.2, 0.5, 1 and 2 (1 to 10 MB), to
 //!   show whether time grows linearly with size (MB/s flat);
-//! * `stages`: the 5.1 MB domain split into stages, to see where the time goes.
+//! * `stages`: the 5.1 MB domain split into stages, to see where the time goes,
+//!   and analyze + `write_edited` into a sink (the CLI's path: no output copy).
 //!
 //! Run: `cargo bench --bench core` (needs python3 for the generator).
 //! See BENCHMARKS.md for the figures.
@@ -114,6 +115,13 @@ fn stages(c: &mut Criterion) {
                 .expect("valid")
                 .edits
                 .len()
+        })
+    });
+    // What `vhostfix filter` itself does: the edits streamed out, no output copy.
+    g.bench_function("analyze_write_edited", |b| {
+        b.iter(|| {
+            let a = analyze(black_box(&text), &policy).expect("valid");
+            rewrite::write_edited(&mut std::io::sink(), &text, &a.edits).expect("sink")
         })
     });
     g.bench_function("apply", |b| {

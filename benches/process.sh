@@ -68,15 +68,18 @@ bench() { # name, warmup, min runs, input file
 bench small 50 300 "$SMALL"
 bench big 3 20 "$BIG"
 
-echo "== ratios (mean times)"
+echo "== ratios (median; mean in brackets)"
 "$PYTHON" - "$OUT" <<'EOF'
 import json, sys
 out = sys.argv[1]
 for name in ("small", "big"):
-    r = {x["command"]: x["mean"] for x in json.load(open(f"{out}/{name}.json"))["results"]}
-    cat, vf, et = r["cat"], r["vhostfix"], r["filter_et.py"]
-    print(f"{name}: cat {cat*1e3:.2f} ms, vhostfix {vf*1e3:.2f} ms, filter_et.py {et*1e3:.2f} ms; "
-          f"vhostfix/cat = {vf/cat:.2f}x, filter_et.py/vhostfix = {et/vf:.1f}x")
+    res = {x["command"]: x for x in json.load(open(f"{out}/{name}.json"))["results"]}
+    def fig(stat):
+        cat, vf, et = (res[c][stat] for c in ("cat", "vhostfix", "filter_et.py"))
+        return cat, vf, et, vf / cat, et / vf
+    m, a = fig("median"), fig("mean")
+    print(f"{name}: cat {m[0]*1e3:.2f} ms, vhostfix {m[1]*1e3:.2f} ms, filter_et.py {m[2]*1e3:.2f} ms; "
+          f"vhostfix/cat = {m[3]:.2f}x [{a[3]:.2f}x], filter_et.py/vhostfix = {m[4]:.1f}x [{a[4]:.1f}x]")
 EOF
 
 echo "== peak memory (max RSS, KiB, $RUNS runs each) on $(wc -c <"$BIG") B"
