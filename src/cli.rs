@@ -230,6 +230,10 @@ fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
             .context("reading stdin")?;
     } else {
         let f = std::fs::File::open(&name).with_context(|| format!("{name}: cannot open"))?;
+        // One allocation of the right size instead of doubling up to it.
+        if let Ok(m) = f.metadata() {
+            bytes.reserve_exact(usize::try_from(m.len().min(cap)).unwrap_or(0) + 1);
+        }
         f.take(cap)
             .read_to_end(&mut bytes)
             .with_context(|| format!("{name}: cannot read"))?;

@@ -87,9 +87,9 @@ impl<'a> PosCursor<'a> {
             return Pos::of(self.text, to);
         }
         let span = &self.text.as_bytes()[self.at..to];
-        let newlines = span.iter().filter(|&&b| b == b'\n').count();
+        let newlines = memchr::memchr_iter(b'\n', span).count();
         if newlines > 0 {
-            let last = span.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+            let last = memchr::memrchr(b'\n', span).unwrap_or(0);
             let tail = &self.text[self.at + last + 1..to];
             self.pos.line = self
                 .pos
@@ -292,23 +292,18 @@ fn xml_error(text: &str, e: roxmltree::Error, limits: &Limits) -> InputError {
 
 /// Refuses documents nested deeper than `limit` elements (the root is depth 1).
 fn check_depth(doc: &roxmltree::Document, limit: u32) -> Result<(), InputError> {
-    // Nodes come in document order, so a parent's depth is known before its children's.
-    let mut depth: Vec<u32> = Vec::new();
-    for node in doc.descendants() {
-        let d = match node.parent() {
-            Some(p) => {
-                depth.get(p.id().get_usize()).copied().unwrap_or(0) + u32::from(node.is_element())
-            }
-            None => 0,
-        };
-        let id = node.id().get_usize();
-        if depth.len() <= id {
-            depth.resize(id + 1, 0);
+    // Elements come in document order: keep the end offsets of the open ones;
+    // an element closes before the next node that starts at or after its end.
+    let mut open: Vec<usize> = Vec::new();
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        let r = node.range();
+        while open.last().is_some_and(|&end| end <= r.start) {
+            open.pop();
         }
-        depth[id] = d;
-        if d > limit {
+        open.push(r.end);
+        if open.len() > limit as usize {
             return Err(InputError::TooDeep {
-                pos: Pos::of(doc.input_text(), node.range().start),
+                pos: Pos::of(doc.input_text(), r.start),
                 limit,
             });
         }
