@@ -55,6 +55,18 @@ run 4.5.0 remove
 t_eq "remove: exit 0" 0 "$RC"
 t_check "remove: link, dispatcher and the empty qemu.d are gone" test -z "$(ls -A "$H")"
 
+# The site's hook moved into qemu.d (as the install line suggests) stops running
+# on an old libvirt when the dispatcher goes: removal says so.
+fresh
+mkdir -p "$H/qemu.d"
+printf '#!/bin/sh\nexit 0\n' >"$H/qemu.d/10-site"
+chmod 755 "$H/qemu.d/10-site"
+run 4.5.0 install
+run 4.5.0 remove
+t_contains "remove on libvirt 4.5.0 names the qemu.d hooks that no longer run" "$OUT" \
+  "so these hooks in $H/qemu.d no longer run: 10-site"
+t_eq "and leaves them in place" "10-site" "$(ls -A "$H/qemu.d")"
+
 # --- a foreign /etc/libvirt/hooks/qemu is never touched
 for v in 4.5.0 9.0.0; do
   fresh

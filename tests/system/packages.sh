@@ -15,6 +15,7 @@ HOOKS=/etc/libvirt/hooks
 LINK=$HOOKS/qemu.d/50-vhostfix
 CONF=/etc/vhostfix/vhostfix.toml
 started=$(date +%s)
+phase() { t_log "$1 after $(($(date +%s) - started)) s"; }
 
 # ---------------------------------------------------------------- build
 for tool in cargo-deb cargo-generate-rpm; do
@@ -38,6 +39,7 @@ fi
 t_check "the .deb is where cargo deb puts it ($DEB)" test -s "$DEB"
 t_check "the .rpm is where cargo generate-rpm puts it ($RPM)" test -s "$RPM"
 
+phase "build"
 # ---------------------------------------------------------------- the .deb
 contents=$(dpkg-deb -c "$DEB")
 # entry MODE PATH: the listing has PATH with MODE, owned by root.
@@ -121,6 +123,7 @@ mkdir -p "$rpmroot" && rpm2archive - <"$RPM" | tar -xz -C "$rpmroot"
 t_check "rpm: the shipped configuration is packaging/vhostfix.toml" cmp "$rpmroot$CONF" packaging/vhostfix.toml
 t_contains "rpm: the binary runs" "$("$rpmroot/usr/bin/vhostfix" --version)" "vhostfix $version"
 
+phase "inspection"
 # ---------------------------------------------------------------- install the .deb
 if dpkg-query -W -f '${db:Status-Status}' vhostfix 2>/dev/null | grep -qv '^not-installed$'; then
   t_fail "vhostfix is not installed before the test" "$(dpkg -l vhostfix | tail -n 1)"
@@ -143,11 +146,13 @@ on_exit "dpkg -P vhostfix; rm -rf '$HOOKS/qemu.d'"
 # Syslog: the hook logs there. Without /dev/log, listen on it ourselves.
 SYSLOG=$T_TMP/syslog
 if [ ! -e /dev/log ]; then
-  socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" &
+  # Without the lock's descriptor: a process that inherits it holds the lock.
+  socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" {T_LOCK_FD}>&- &
   socat_pid=$!
   on_exit "kill $socat_pid; rm -f /dev/log"
   wait_for "test -S /dev/log" 5 || t_fail "socat listens on /dev/log"
-  syslog_lines() { cat "$SYSLOG" 2>/dev/null; }
+  # socat writes the datagrams back to back: one message per line again.
+  syslog_lines() { sed 's/<[0-9]\{1,3\}>[A-Z][a-z][a-z] /\n&/g' "$SYSLOG" 2>/dev/null | sed '/^$/d'; }
 else
   t_log "/dev/log exists: reading the hook's lines from the system log"
   syslog_lines() {
@@ -229,6 +234,7 @@ t_contains "and its reason" "$out" "needs shared guest memory, but memory is not
 t_contains "libvirt names the packaged hook" "$out" "$LINK"
 t_check "the refused guest is not running" bash -c "! ${VIRSH[*]} domstate $BAD | grep -q running"
 
+phase "install and hook checks"
 # ---------------------------------------------------------------- upgrade
 sed -i 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' "$CONF"
 t_check "the operator's edit is in place" grep -q '^guests = "any"' "$CONF"
@@ -242,6 +248,7 @@ out=$(timeout 120 "${VIRSH[@]}" start "$BAD" 2>&1); rc=$?
 [ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$BAD" >/dev/null 2>&1
 t_contains "after the upgrade the hook still refuses the violating guest" "$out" "vhostfix refused to start domain '$BAD'"
 
+phase "upgrade"
 # ---------------------------------------------------------------- remove, purge
 out=$(dpkg -r vhostfix 2>&1); rc=$?
 t_eq "dpkg -r succeeds" 0 "$rc"
@@ -260,6 +267,7 @@ t_eq "after purge $HOOKS is as before the install" "$hooks_before" "$(ls -lA --t
 if starts "$GOOD" >"$T_TMP/start.out"; then t_ok "after dpkg -P libvirt still starts guests"; else
   t_fail "after dpkg -P libvirt still starts guests" "$(cat "$T_TMP/start.out")"; fi
 
+phase "remove and purge"
 # ---------------------------------------------------------------- a foreign qemu hook
 foreign=$HOOKS/qemu
 printf '#!/bin/sh\n# site hook, not vhostfix'"'"'s\ncat >/dev/null\nexit 0\n' >"$foreign"
@@ -284,6 +292,7 @@ for v in "" 4.5.0; do
 done
 rm -f "$foreign"
 
+phase "foreign hook"
 # ---------------------------------------------------------------- the dispatcher, installed for an old libvirt
 # libvirt 9 runs qemu.d itself, so here the dispatcher must step aside: the hook
 # must run exactly once per phase even though both are installed.
@@ -303,5 +312,5 @@ t_check "dpkg -r removes the dispatcher it installed" test ! -e "$HOOKS/qemu" -a
 dpkg -P vhostfix >/dev/null 2>&1
 t_eq "and $HOOKS is as before" "$hooks_before" "$(ls -lA --time-style=+ "$HOOKS")"
 
-t_log "took $(($(date +%s) - started)) s"
+phase "done"
 t_done
