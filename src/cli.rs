@@ -32,7 +32,7 @@ edit, reports what it changed and why, and acts as a libvirt qemu hook that refu
 cannot work.",
     after_help = "Exit status: 0 ok / nothing to change, 1 something would change (diff, check), 2 error.\n\
 Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
-Logging (hook): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
+Logging (hook, proxy): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
 )]
 pub struct Cli {
     /// Configuration file (default: $VHOSTFIX_CONFIG or /etc/vhostfix/vhostfix.toml).
@@ -104,6 +104,23 @@ pub enum Command {
         #[arg(default_value = "-")]
         extra: String,
     },
+    /// Run the libvirt API admission proxy: relay libvirt clients from --listen to
+    /// --upstream and correct domain and device XML on the way (runs until SIGTERM).
+    Proxy {
+        /// Socket to listen on (default: proxy.listen, /run/vhostfix/libvirt-sock).
+        #[arg(long, value_name = "PATH")]
+        listen: Option<PathBuf>,
+        /// libvirt's socket (default: proxy.upstream, else /run/libvirt/virtqemud-sock
+        /// when it exists, else /run/libvirt/libvirt-sock).
+        #[arg(long, value_name = "PATH")]
+        upstream: Option<PathBuf>,
+        /// Also listen on this read-only socket (default: proxy.listen_ro).
+        #[arg(long, value_name = "PATH")]
+        listen_ro: Option<PathBuf>,
+        /// libvirt's read-only socket (default: proxy.upstream_ro, else UPSTREAM-ro).
+        #[arg(long, value_name = "PATH")]
+        upstream_ro: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -155,7 +172,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Filter { file, quiet } => filter(&cli, file.as_deref(), *quiet),
         Command::Diff { file, color } => diff(&cli, file.as_deref(), *color),
         Command::Check { files, json } => check(&cli, files, *json),
-        Command::Config(ConfigCommand::Check { path }) => config_check(path.as_deref().or(cli.config.as_deref())),
+        Command::Config(ConfigCommand::Check { path }) => {
+            config_check(path.as_deref().or(cli.config.as_deref()))
+        }
         Command::Config(ConfigCommand::Show) => config_show(&cli),
         Command::Hook {
             object,
@@ -176,6 +195,27 @@ fn run(cli: Cli) -> Result<u8> {
             };
             let code = hook::run(&call, &mut io::stdin().lock(), cli.config.as_deref());
             Ok(u8::try_from(code).unwrap_or(EXIT_ERROR))
+        }
+        Command::Proxy {
+            listen,
+            upstream,
+            listen_ro,
+            upstream_ro,
+        } => {
+            if let Some(note) = crate::logging::init() {
+                eprintln!("vhostfix: note: {note}");
+            }
+            let opts = crate::proxy::Options {
+                config: cli.config.clone(),
+                listen: listen.clone(),
+                upstream: upstream.clone(),
+                listen_ro: listen_ro.clone(),
+                upstream_ro: upstream_ro.clone(),
+                guests: cli.guests,
+                target_model: cli.target_model,
+            };
+            crate::proxy::run(&opts)?;
+            Ok(EXIT_OK)
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -221,10 +261,16 @@ fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
         Some(p) => p.display().to_string(),
     };
     if name == "<stdin>" {
-        io::stdin().lock().take(cap).read_to_end(&mut bytes).context("reading stdin")?;
+        io::stdin()
+            .lock()
+            .take(cap)
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
     } else {
         let f = std::fs::File::open(&name).with_context(|| format!("{name}: cannot open"))?;
-        f.take(cap).read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read"))?;
+        f.take(cap)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{name}: cannot read"))?;
     }
     Ok(Input { name, bytes })
 }
@@ -269,7 +315,11 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
     }
     let old = text_of(&input);
     let new = a.output(old);
-    let label = if input.name == "<stdin>" { "stdin" } else { input.name.as_str() };
+    let label = if input.name == "<stdin>" {
+        "stdin"
+    } else {
+        input.name.as_str()
+    };
     let text = similar::TextDiff::from_lines(old, new.as_str())
         .unified_diff()
         .context_radius(3)
@@ -278,7 +328,10 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
     let colored = match color {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
-        ColorWhen::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ColorWhen::Auto => {
+            io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+        }
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     if colored {
@@ -309,7 +362,11 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
 fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
     let p = policy(cli)?;
     let stdin_only = [PathBuf::from("-")];
-    let files = if files.is_empty() { &stdin_only[..] } else { files };
+    let files = if files.is_empty() {
+        &stdin_only[..]
+    } else {
+        files
+    };
     let mut worst = EXIT_OK;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for f in files {
@@ -327,7 +384,11 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
             Err(e) => {
                 worst = EXIT_ERROR;
                 if json {
-                    let name = if f == Path::new("-") { "<stdin>".into() } else { f.display().to_string() };
+                    let name = if f == Path::new("-") {
+                        "<stdin>".into()
+                    } else {
+                        f.display().to_string()
+                    };
                     writeln!(out, "{}", report::json_error(&name, &format!("{e:#}")))?;
                 }
                 out.flush()?;
@@ -342,8 +403,12 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
 fn config_check(path: Option<&Path>) -> Result<u8> {
     let (_, source) = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-            (Config::from_toml(&text, &p.display().to_string())?, config::Source::File(p.to_path_buf()))
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            (
+                Config::from_toml(&text, &p.display().to_string())?,
+                config::Source::File(p.to_path_buf()),
+            )
         }
         None => config::load(None)?,
     };
@@ -374,8 +439,11 @@ fn man(dir: Option<&Path>) -> Result<u8> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let write_page = |name: String, c: clap::Command| -> Result<()> {
         let path = dir.join(format!("{name}.1"));
-        let mut f = std::fs::File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
-        clap_mangen::Man::new(c).title(name.to_uppercase()).render(&mut f)?;
+        let mut f = std::fs::File::create(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        clap_mangen::Man::new(c)
+            .title(name.to_uppercase())
+            .render(&mut f)?;
         Ok(())
     };
     for sub in cmd.get_subcommands() {

@@ -147,8 +147,9 @@ impl Default for Signals {
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
-    node.children()
-        .find(|c| c.is_element() && c.tag_name().namespace().is_none() && c.tag_name().name() == name)
+    node.children().find(|c| {
+        c.is_element() && c.tag_name().namespace().is_none() && c.tag_name().name() == name
+    })
 }
 
 /// Examines a `<domain>` root element.
@@ -294,7 +295,10 @@ fn decide(mut evidence: Vec<Evidence>) -> Detection {
             // Within the top weight, a windows signal wins (recall over precision),
             // except for the override, where the first one written wins.
             let pick_windows = if w == Weight::Override {
-                evidence.iter().find(|e| e.weight == w).is_some_and(|e| e.windows)
+                evidence
+                    .iter()
+                    .find(|e| e.weight == w)
+                    .is_some_and(|e| e.windows)
             } else {
                 evidence.iter().any(|e| e.weight == w && e.windows)
             };
@@ -337,7 +341,9 @@ mod tests {
 
     #[test]
     fn strong_other_beats_heuristics() {
-        let d = run(r#"<domain><metadata><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://redhat.com/rhel/9.0"/></l:libosinfo></metadata><clock offset='localtime'/></domain>"#);
+        let d = run(
+            r#"<domain><metadata><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://redhat.com/rhel/9.0"/></l:libosinfo></metadata><clock offset='localtime'/></domain>"#,
+        );
         assert_eq!(d.verdict, Verdict::NotWindows);
         assert_eq!(d.reason(), "libosinfo os id http://redhat.com/rhel/9.0");
         assert!(!d.evidence[1].decisive);
@@ -345,25 +351,33 @@ mod tests {
 
     #[test]
     fn msdos_is_not_windows() {
-        let d = run(r#"<domain><metadata><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://microsoft.com/msdos/6.22"/></l:libosinfo></metadata></domain>"#);
+        let d = run(
+            r#"<domain><metadata><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://microsoft.com/msdos/6.22"/></l:libosinfo></metadata></domain>"#,
+        );
         assert_eq!(d.verdict, Verdict::NotWindows);
     }
 
     #[test]
     fn override_beats_everything() {
-        let d = run(r#"<domain><metadata><v:guest xmlns:v="urn:vhostfix:guest:1" os="other"/><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://microsoft.com/win/10"/></l:libosinfo></metadata></domain>"#);
+        let d = run(
+            r#"<domain><metadata><v:guest xmlns:v="urn:vhostfix:guest:1" os="other"/><l:libosinfo xmlns:l="http://libosinfo.org/xmlns/libvirt/domain/1.0"><l:os id="http://microsoft.com/win/10"/></l:libosinfo></metadata></domain>"#,
+        );
         assert_eq!(d.verdict, Verdict::NotWindows);
         assert_eq!(d.reason(), "vhostfix override os='other'");
     }
 
     #[test]
     fn disabled_signal_is_ignored() {
-        let doc = roxmltree::Document::parse("<domain><clock offset='localtime'/></domain>").unwrap();
+        let doc =
+            roxmltree::Document::parse("<domain><clock offset='localtime'/></domain>").unwrap();
         let signals = Signals {
             localtime_clock: false,
             ..Signals::default()
         };
-        assert_eq!(detect(doc.root_element(), &signals).unwrap().verdict, Verdict::Unknown);
+        assert_eq!(
+            detect(doc.root_element(), &signals).unwrap().verdict,
+            Verdict::Unknown
+        );
     }
 
     #[test]

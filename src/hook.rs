@@ -52,10 +52,14 @@ struct Problem {
 /// Runs the hook; returns the exit status. Never panics outward.
 pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) -> i32 {
     let loaded = config::load(config_path);
-    let on_error = loaded.as_ref().map_or(OnError::Allow, |(c, _)| c.hook.on_error);
+    let on_error = loaded
+        .as_ref()
+        .map_or(OnError::Allow, |(c, _)| c.hook.on_error);
     let limit = loaded
         .as_ref()
-        .map_or(crate::parse::Limits::default().max_input_bytes, |(c, _)| c.limits().max_input_bytes);
+        .map_or(crate::parse::Limits::default().max_input_bytes, |(c, _)| {
+            c.limits().max_input_bytes
+        });
     // libvirt writes the whole XML into a pipe: always read it to the end.
     let input = drain(stdin, limit);
     let result = std::panic::catch_unwind(|| -> Result<i32, String> {
@@ -95,24 +99,39 @@ fn drain(stdin: &mut dyn Read, limit: usize) -> Result<Vec<u8>, String> {
 
 fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String> {
     if call.object != "qemu" {
-        log::debug!("hook for '{}' ignored: only qemu hooks are handled", call.object);
+        log::debug!(
+            "hook for '{}' ignored: only qemu hooks are handled",
+            call.object
+        );
         return Ok(0);
     }
     let phase = (call.op.as_str(), call.subop.as_str());
-    let checked = matches!(phase, ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin"));
+    let checked = matches!(
+        phase,
+        ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin")
+    );
     if !checked {
-        log::debug!("domain '{}' {}/{}: nothing to check", call.name, call.op, call.subop);
+        log::debug!(
+            "domain '{}' {}/{}: nothing to check",
+            call.name,
+            call.op,
+            call.subop
+        );
         return Ok(0);
     }
     let policy = config.policy();
-    let text = crate::parse::decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
+    let text =
+        crate::parse::decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
     let a = crate::analyze(text, &policy).map_err(|e| format!("domain XML: {e}"))?;
     let problems = if phase.0 == "prepare" {
         admission(&a, config)
     } else {
         abi(&a, config, phase.0)
     };
-    let deny: Vec<&Problem> = problems.iter().filter(|p| p.action == Action::Deny).collect();
+    let deny: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| p.action == Action::Deny)
+        .collect();
     let evidence = a.detection.reason();
     let decision = if deny.is_empty() { "allow" } else { "deny" };
     log::info!(
@@ -126,7 +145,13 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         decision
     );
     for p in problems.iter().filter(|p| p.action == Action::Warn) {
-        log::warn!("domain='{}' {}/{}: {} (action warn)", call.name, call.op, call.subop, p.text);
+        log::warn!(
+            "domain='{}' {}/{}: {} (action warn)",
+            call.name,
+            call.op,
+            call.subop,
+            p.text
+        );
     }
     if deny.is_empty() {
         return Ok(0);
@@ -184,7 +209,14 @@ fn admission(a: &Analysis, config: &Config) -> Vec<Problem> {
     }
     if checks.client_socket != Action::Off {
         for n in &a.nics {
-            let NicSource::Unix { path, mode, reconnect } = &n.source else { continue };
+            let NicSource::Unix {
+                path,
+                mode,
+                reconnect,
+            } = &n.source
+            else {
+                continue;
+            };
             if mode.as_deref() != Some("client") || *reconnect {
                 continue;
             }
@@ -236,7 +268,9 @@ mod tests {
     #[test]
     fn recognises_hook_names() {
         assert!(invoked_as_hook(Path::new("/etc/libvirt/hooks/qemu")));
-        assert!(invoked_as_hook(Path::new("/etc/libvirt/hooks/qemu.d/50-vhostfix")));
+        assert!(invoked_as_hook(Path::new(
+            "/etc/libvirt/hooks/qemu.d/50-vhostfix"
+        )));
         assert!(!invoked_as_hook(Path::new("/usr/bin/vhostfix")));
         assert!(!invoked_as_hook(Path::new("vhostfix")));
     }

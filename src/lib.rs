@@ -1,7 +1,7 @@
 //! vhostfix: keeps Windows guests with vhost-user NICs bootable on libvirt hosts.
 //!
 //! The core (`parse`, `detect`, `rules`, `rewrite`, `report`) is pure: text in,
-//! analysis and edits out, no I/O. The front ends (`cli`, `hook`) move bytes in
+//! analysis and edits out, no I/O. The front ends (`cli`, `hook`, `proxy`) move bytes in
 //! and out and decide exit codes.
 
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod detect;
 pub mod hook;
 pub mod logging;
 pub mod parse;
+pub mod proxy;
 pub mod report;
 pub mod rewrite;
 pub mod rules;
@@ -161,7 +162,11 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
             let why = if parsed.kind == DocKind::Interface && policy.guest_os.is_none() {
                 "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)".to_string()
             } else {
-                format!("the guest is {} ({}) and guests = \"windows\"", detection.verdict, detection.reason())
+                format!(
+                    "the guest is {} ({}) and guests = \"windows\"",
+                    detection.verdict,
+                    detection.reason()
+                )
             };
             warnings.push(format!(
                 "{} keeps model {}: {why}; libvirt will refuse it, since vhost-user requires a virtio model",
@@ -175,7 +180,8 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     if !edits.is_empty() && detection.verdict == Verdict::Windows {
         warnings.push(NETKVM_WARNING.to_string());
     }
-    let memory = (parsed.kind == DocKind::Domain && !nics.is_empty()).then(|| rules::memory_sharing(root));
+    let memory =
+        (parsed.kind == DocKind::Domain && !nics.is_empty()).then(|| rules::memory_sharing(root));
     if let Some(m) = memory.as_ref().filter(|m| !m.shared) {
         warnings.push(format!(
             "guest memory is not shared ({}): vhost-user NICs will not work; add <memoryBacking><access mode='shared'/></memoryBacking>",

@@ -25,7 +25,11 @@ pub enum Target {
 pub fn parse_spec(spec: &str) -> Result<(Target, LevelFilter), String> {
     let mut target = Target::Auto;
     let mut level = LevelFilter::Info;
-    for word in spec.split([':', ',']).map(str::trim).filter(|w| !w.is_empty()) {
+    for word in spec
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
         match word {
             "auto" => target = Target::Auto,
             "syslog" => target = Target::Syslog,
@@ -58,7 +62,9 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let Ok(mut sink) = self.sink.lock() else { return };
+        let Ok(mut sink) = self.sink.lock() else {
+            return;
+        };
         let msg = record.args().to_string();
         match &mut *sink {
             Sink::Stderr => {
@@ -126,9 +132,18 @@ mod tests {
     #[test]
     fn spec_words_in_any_order() {
         assert_eq!(parse_spec("").unwrap(), (Target::Auto, LevelFilter::Info));
-        assert_eq!(parse_spec("stderr:debug").unwrap(), (Target::Stderr, LevelFilter::Debug));
-        assert_eq!(parse_spec("warn").unwrap(), (Target::Auto, LevelFilter::Warn));
-        assert_eq!(parse_spec("syslog").unwrap(), (Target::Syslog, LevelFilter::Info));
+        assert_eq!(
+            parse_spec("stderr:debug").unwrap(),
+            (Target::Stderr, LevelFilter::Debug)
+        );
+        assert_eq!(
+            parse_spec("warn").unwrap(),
+            (Target::Auto, LevelFilter::Warn)
+        );
+        assert_eq!(
+            parse_spec("syslog").unwrap(),
+            (Target::Syslog, LevelFilter::Info)
+        );
         assert!(parse_spec("loud").is_err());
     }
 }

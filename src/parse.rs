@@ -48,7 +48,10 @@ impl Pos {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         Pos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(col).unwrap_or(u32::MAX),
@@ -240,7 +243,9 @@ fn check_depth(doc: &roxmltree::Document, limit: u32) -> Result<(), InputError> 
     let mut depth: Vec<u32> = Vec::new();
     for node in doc.descendants() {
         let d = match node.parent() {
-            Some(p) => depth.get(p.id().get_usize()).copied().unwrap_or(0) + u32::from(node.is_element()),
+            Some(p) => {
+                depth.get(p.id().get_usize()).copied().unwrap_or(0) + u32::from(node.is_element())
+            }
             None => 0,
         };
         let id = node.id().get_usize();

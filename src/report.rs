@@ -31,7 +31,11 @@ pub fn change_lines(a: &Analysis) -> Vec<String> {
 /// The readable report `check` prints.
 pub fn text(name: &str, a: &Analysis) -> String {
     let mut s = String::new();
-    let fixed = a.nics.iter().filter(|n| n.status == NicStatus::Fixed).count();
+    let fixed = a
+        .nics
+        .iter()
+        .filter(|n| n.status == NicStatus::Fixed)
+        .count();
     let verdict = if fixed > 0 {
         format!("would change {fixed} of {} vhost-user NIC(s)", a.nics.len())
     } else if a.violations_left() {
@@ -42,7 +46,11 @@ pub fn text(name: &str, a: &Analysis) -> String {
         "compliant".to_string()
     };
     let _ = writeln!(s, "{name}: {}: {verdict}", a.subject());
-    let scope = if a.in_scope { "in scope" } else { "out of scope" };
+    let scope = if a.in_scope {
+        "in scope"
+    } else {
+        "out of scope"
+    };
     let _ = writeln!(s, "  guest os: {} ({scope})", a.detection.verdict);
     for e in &a.detection.evidence {
         let at = e.pos.map(|p| format!(" at {p}")).unwrap_or_default();

@@ -48,7 +48,7 @@ fn tag_name_len(text: &str, from: usize) -> usize {
 
 fn insert_model(text: &str, iface: roxmltree::Node, target: &str) -> Edit {
     let element = format!("<model type='{target}'/>");
-    if let Some(last) = iface.children().filter(|c| c.is_element()).last() {
+    if let Some(last) = iface.children().rev().find(|c| c.is_element()) {
         let lead = last
             .prev_sibling()
             .filter(|p| p.is_text())
@@ -96,11 +96,11 @@ pub fn apply(text: &str, edits: &[Edit]) -> String {
 pub fn write_edited<W: Write>(w: &mut W, text: &str, edits: &[Edit]) -> io::Result<()> {
     let mut at = 0;
     for e in edits {
-        w.write_all(text[at..e.range.start].as_bytes())?;
+        w.write_all(&text.as_bytes()[at..e.range.start])?;
         w.write_all(e.with.as_bytes())?;
         at = e.range.end;
     }
-    w.write_all(text[at..].as_bytes())
+    w.write_all(&text.as_bytes()[at..])
 }
 
 #[cfg(test)]

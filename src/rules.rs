@@ -143,7 +143,10 @@ pub fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
         return vec![root];
     }
     match child(root, "devices") {
-        Some(devices) => devices.children().filter(|c| is_named(*c, "interface")).collect(),
+        Some(devices) => devices
+            .children()
+            .filter(|c| is_named(*c, "interface"))
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -156,10 +159,14 @@ pub fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
         .enumerate()
         .filter(|(_, n)| n.attribute("type") == Some("vhostuser"))
         .map(|(index, node)| {
-            let mac = child(node, "mac").and_then(|m| m.attribute("address")).map(String::from);
+            let mac = child(node, "mac")
+                .and_then(|m| m.attribute("address"))
+                .map(String::from);
             let passt = child(node, "backend").and_then(|b| b.attribute("type")) == Some("passt");
             let source = match child(node, "source") {
-                Some(s) if passt || (s.attribute("dev").is_some() && s.attribute("path").is_none()) => {
+                Some(s)
+                    if passt || (s.attribute("dev").is_some() && s.attribute("path").is_none()) =>
+                {
                     NicSource::Passt {
                         dev: s.attribute("dev").unwrap_or("").to_string(),
                     }
@@ -167,7 +174,8 @@ pub fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
                 Some(s) if s.attribute("path").is_some() => NicSource::Unix {
                     path: s.attribute("path").unwrap_or("").to_string(),
                     mode: s.attribute("mode").map(String::from),
-                    reconnect: child(s, "reconnect").and_then(|r| r.attribute("enabled")) == Some("yes"),
+                    reconnect: child(s, "reconnect").and_then(|r| r.attribute("enabled"))
+                        == Some("yes"),
                 },
                 _ => NicSource::Other,
             };
@@ -223,7 +231,9 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
         (Some(m), _) => format!("<memoryBacking><access mode='{m}'/>"),
         (None, true) => "<memoryBacking><source type='memfd'/> (shared by default)".to_string(),
         (None, false) => match source {
-            Some(s) => format!("<memoryBacking><source type='{s}'/> without <access mode='shared'/>"),
+            Some(s) => {
+                format!("<memoryBacking><source type='{s}'/> without <access mode='shared'/>")
+            }
             None if backing.is_some_and(|b| child(b, "hugepages").is_some()) => {
                 "<hugepages/> without <access mode='shared'/>".to_string()
             }
@@ -247,10 +257,16 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
             Some(m) => m != "shared",
             None => !default_shared,
         })
-        .map(|(i, c)| c.attribute("id").map_or_else(|| i.to_string(), String::from))
+        .map(|(i, c)| {
+            c.attribute("id")
+                .map_or_else(|| i.to_string(), String::from)
+        })
         .collect();
     if private.is_empty() {
-        let why = if cells.iter().all(|c| c.attribute("memAccess") == Some("shared")) {
+        let why = if cells
+            .iter()
+            .all(|c| c.attribute("memAccess") == Some("shared"))
+        {
             "memAccess='shared' on every NUMA cell".to_string()
         } else {
             default_reason
@@ -283,11 +299,19 @@ mod tests {
     #[test]
     fn memory_sharing_follows_libvirt_and_qemu_defaults() {
         assert!(!sharing("<domain/>"));
-        assert!(sharing("<domain><memoryBacking><access mode='shared'/></memoryBacking></domain>"));
-        assert!(sharing("<domain><memoryBacking><source type='memfd'/></memoryBacking></domain>"));
+        assert!(sharing(
+            "<domain><memoryBacking><access mode='shared'/></memoryBacking></domain>"
+        ));
+        assert!(sharing(
+            "<domain><memoryBacking><source type='memfd'/></memoryBacking></domain>"
+        ));
         assert!(!sharing("<domain><memoryBacking><source type='memfd'/><access mode='private'/></memoryBacking></domain>"));
-        assert!(!sharing("<domain><memoryBacking><hugepages/></memoryBacking></domain>"));
-        assert!(!sharing("<domain><memoryBacking><source type='file'/></memoryBacking></domain>"));
+        assert!(!sharing(
+            "<domain><memoryBacking><hugepages/></memoryBacking></domain>"
+        ));
+        assert!(!sharing(
+            "<domain><memoryBacking><source type='file'/></memoryBacking></domain>"
+        ));
         assert!(sharing("<domain><cpu><numa><cell id='0' memAccess='shared'/><cell id='1' memAccess='shared'/></numa></cpu></domain>"));
         assert!(!sharing("<domain><cpu><numa><cell id='0' memAccess='shared'/><cell id='1'/></numa></cpu></domain>"));
         assert!(!sharing("<domain><memoryBacking><access mode='shared'/></memoryBacking><cpu><numa><cell id='0' memAccess='private'/></numa></cpu></domain>"));
