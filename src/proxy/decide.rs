@@ -4,7 +4,6 @@
 
 use super::wire::{self, err, Header, XmlCall, XmlRole};
 use crate::config::{Config, FixedAbiAction, OnError, ProxyAction};
-use crate::detect::Detection;
 use crate::{Analysis, NicStatus};
 
 /// The action for one frame.
@@ -114,7 +113,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
                 .map_err(|e| format!("domain XML from libvirt: {e}"))
         });
         match os {
-            Ok(d) => policy.guest_os = Some(with_source(d, &dom.name_lossy())),
+            Ok(d) => policy.guest_os = Some(d),
             Err(e) => return fail(format!("looking up domain '{}': {e}", dom.name_lossy())),
         }
     }
@@ -202,13 +201,6 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         },
         None => fail("the corrected XML would exceed libvirt's size limits".into()),
     }
-}
-
-fn with_source(mut d: Detection, domain: &str) -> Detection {
-    for e in &mut d.evidence {
-        e.detail = format!("{} (domain '{domain}')", e.detail);
-    }
-    d
 }
 
 fn deny_message(call: &XmlCall<'_>, a: &Analysis, name: &str, fix: &str) -> String {
