@@ -231,9 +231,9 @@ fn relay_up(
                     lookup.set_uri(uri.map(<[u8]>::to_vec));
                 }
             }
-            let config = shared.config();
+            let settings = shared.current();
             let mut find = |d: &wire::DomainRef<'_>| lookup.domain_xml(d);
-            let d = decide::decide(&f.bytes, &config, who, &mut find);
+            let d = decide::decide(&f.bytes, &settings.config, who, &mut find);
             if let Some((level, line)) = d.log {
                 log::log!(level, "{line}");
             }

@@ -397,4 +397,27 @@ mod tests {
         );
         assert_eq!(d.action, Action::Forward);
     }
+
+    proptest::proptest! {
+        /// Damaged calls never panic the decision and a replacement stays a valid frame.
+        #[test]
+        fn damaged_frames_never_panic(cut in 0usize..1400, flip in 0usize..1400, byte in proptest::prelude::any::<u8>()) {
+            let mut f = define(WIN);
+            if flip < f.len() { f[flip] ^= byte; }
+            f.truncate(cut.max(28));
+            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(WIN.to_string()) };
+            let d = decide(&f, &Config::default(), "t", &mut lookup);
+            if let Action::Replace(r) = d.action {
+                proptest::prop_assert_eq!(wire::frame_len(r[..4].try_into().unwrap()), Ok(r.len()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Err("x".into()) };
+            let _ = decide(&data, &Config::default(), "t", &mut lookup);
+            let _ = wire::fd_count(&data);
+            let _ = wire::decode_error(&data);
+        }
+    }
 }

@@ -47,21 +47,18 @@ pub struct Shared {
     next_id: AtomicU64,
 }
 
-struct Settings {
-    config: Config,
-    allowed_gids: Vec<u32>,
+/// The configuration in force (replaced as a whole on SIGHUP).
+pub struct Settings {
+    pub config: Config,
+    pub allowed_gids: Vec<u32>,
 }
 
 impl Shared {
-    fn current(&self) -> Arc<Settings> {
+    pub fn current(&self) -> Arc<Settings> {
         match self.settings.read() {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
         }
-    }
-
-    pub fn config(&self) -> Config {
-        self.current().config.clone()
     }
 
     pub fn allowed_gids(&self) -> Vec<u32> {

@@ -190,4 +190,100 @@ PYEOF
 )
 t_contains "200 concurrent clients each doing calls" "$out" "clients done: 200"
 
+# A broad session, through the proxy and directly: same answers.
+TINY=vhfx-proxy-tcg
+cat >"$D/tiny.xml" <<XML
+<domain type='qemu'>
+  <name>$TINY</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='user'><model type='virtio'/></interface>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+  </devices>
+</domain>
+XML
+undefine "$TINY"
+vm_cleanup_on_exit "$TINY"
+"${VP[@]}" define "$D/tiny.xml" >/dev/null
+for cmd in "list --all" "dominfo $TINY" "dumpxml $TINY" "domstate $TINY" "nodeinfo" "capabilities"; do
+  # shellcheck disable=SC2086
+  t_eq "same answer direct and proxied: virsh $cmd" "$("${VD[@]}" $cmd 2>&1)" "$("${VP[@]}" $cmd 2>&1)"
+done
+timeout 60 virsh -c "$PU" event --all --loop --timeout 40 >"$D/events.out" 2>&1 &
+EV=$!
+sleep 1
+t_check "start of a TCG guest through the proxy" timeout 60 "${VP[@]}" start "$TINY"
+t_eq "domstate after start" "running" "$("${VP[@]}" domstate "$TINY" | head -1)"
+sleep 2
+t_check "screenshot (a stream) through the proxy" timeout 60 "${VP[@]}" screenshot "$TINY" "$D/shot-proxy.ppm"
+timeout 60 "${VD[@]}" screenshot "$TINY" "$D/shot-direct.ppm" >/dev/null 2>&1
+t_eq "screenshot header and size as direct" "$(head -c 15 "$D/shot-direct.ppm" | od -c | head -1; stat -c %s "$D/shot-direct.ppm")" \
+  "$(head -c 15 "$D/shot-proxy.ppm" 2>/dev/null | od -c | head -1; stat -c %s "$D/shot-proxy.ppm" 2>/dev/null)"
+t_check "save through the proxy" timeout 120 "${VP[@]}" save "$TINY" "$D/tiny.save"
+t_eq "saved guest is shut off" "shut off" "$("${VD[@]}" domstate "$TINY" | head -1)"
+t_check "restore through the proxy" timeout 120 "${VP[@]}" restore "$D/tiny.save"
+t_eq "restored guest runs" "running" "$("${VD[@]}" domstate "$TINY" | head -1)"
+t_check "destroy through the proxy" "${VP[@]}" destroy "$TINY"
+sleep 1
+kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null
+ev=$(cat "$D/events.out")
+t_contains "event --all through the proxy: started" "$ev" "lifecycle' for domain '$TINY': Started"
+t_contains "event --all through the proxy: stopped" "$ev" "lifecycle' for domain '$TINY': Stopped"
+# virsh create --pass-fds sends DOMAIN_CREATE_XML_WITH_FILES with an fd after the frame.
+a=$(timeout 30 "${VD[@]}" create "$D/tiny.xml" --pass-fds 3 3</dev/null 2>&1)
+"${VD[@]}" destroy "$TINY" >/dev/null 2>&1
+b=$(timeout 30 "${VP[@]}" create "$D/tiny.xml" --pass-fds 3 3</dev/null 2>&1)
+"${VD[@]}" destroy "$TINY" >/dev/null 2>&1
+t_eq "create --pass-fds (fd passing) answers as direct" "$a" "$b"
+undefine "$TINY"
+
+# libvirtd restarts under the proxy.
+$PY - "$PU" >"$D/restart.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+c.getLibVersion()
+time.sleep(3)
+try:
+    c.getLibVersion(); print("call after restart: ok?!")
+except libvirt.libvirtError as e:
+    print("call after restart failed cleanly")
+PYEOF
+RC=$!
+sleep 1
+LVPID=$(cat /run/libvirtd.pid 2>/dev/null)
+if [ -n "$LVPID" ] && kill "$LVPID"; then
+  wait_for "! kill -0 $LVPID" 30
+  libvirtd -d
+  wait_for "${VIRSH[*]} version" 30
+  wait $RC
+  t_contains "libvirtd restart: the proxied client sees its connection close" "$(cat "$D/restart.out")" "failed cleanly"
+  t_check "libvirtd restart: new clients work again" "${VP[@]}" list --all
+else
+  t_fail "libvirtd restart" "no /run/libvirtd.pid"
+fi
+
+# SIGTERM with a client attached: drain, close, remove the socket.
+$PY - "$PU" >"$D/term.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+c.getLibVersion(); print("connected", flush=True)
+time.sleep(3)
+try:
+    c.getLibVersion(); print("after stop: ok?!")
+except libvirt.libvirtError:
+    print("after stop: closed")
+PYEOF
+TC=$!
+wait_for "grep -q connected '$D/term.out'" 10
+kill -TERM "$PROXY_PID"
+if wait_for "! kill -0 $PROXY_PID" 10; then t_ok "SIGTERM stops the proxy"; else t_fail "SIGTERM stops the proxy"; fi
+wait "$PROXY_PID" 2>/dev/null
+PROXY_PID=
+wait $TC
+t_contains "SIGTERM: the attached client sees the connection close" "$(cat "$D/term.out")" "after stop: closed"
+t_check "SIGTERM: the sockets are removed" test ! -e "$SOCK" -a ! -e "$ROSOCK"
+
 t_done
