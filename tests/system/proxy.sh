@@ -96,11 +96,13 @@ undefine win-attach
 
 # virsh create with a real backend: OVS-DPDK is the vhost-user client of QEMU's socket.
 if ovs_up; then
+  OVSLOG=/var/log/openvswitch/ovs-vswitchd.log
+  n0=$(wc -l <"$OVSLOG" 2>/dev/null || echo 0)
   ovs_add_client_port vhu0 /run/vhu-test/vhu0.sock
   out=$(timeout 120 "${VP[@]}" create "$SEED" 2>&1)
   t_contains "virsh create through the proxy starts the guest" "$out" "Domain '$SEED_NAME' created"
   t_contains "running guest has virtio" "$("${VD[@]}" dumpxml "$SEED_NAME" 2>&1)" "<model type='virtio'/>"
-  if wait_for "grep -q 'vhu0.sock) connected' /var/log/openvswitch/ovs-vswitchd.log" 30; then
+  if wait_for "tail -n +$((n0 + 1)) $OVSLOG | grep -q 'vhu0.sock) connected'" 30; then
     t_ok "OVS reports the vhost-user port connected"
   else
     t_fail "OVS reports the vhost-user port connected" "$(tail -5 /var/log/openvswitch/ovs-vswitchd.log)"
