@@ -43,7 +43,7 @@ mkdir -p "$D/pool"
 chmod 0777 "$D/pool"
 "${VIRSH[@]}" pool-create-as vhfx-bench-pool dir --target "$D/pool" >/dev/null
 on_exit "${VIRSH[*]} pool-destroy vhfx-bench-pool"
-head -c $((STREAM_MIB << 20)) /dev/urandom >"$D/blob"
+[ "$STREAM_MIB" = 0 ] || head -c $((STREAM_MIB << 20)) /dev/urandom >"$D/blob"
 chmod 0644 "$D/blob"
 
 calls() { # URI -> seconds for CALLS iterations
@@ -58,6 +58,7 @@ PYEOF
 }
 stream() { # URI -> seconds to upload the blob
   local uri=$1 vol=v$RANDOM
+  if [ "$STREAM_MIB" = 0 ]; then echo 1; return; fi
   virsh -q -c "$uri" vol-create-as vhfx-bench-pool "$vol" "${STREAM_MIB}M" --format raw >/dev/null
   local t0 t1
   t0=$(date +%s.%N)

@@ -18,7 +18,7 @@ pass=0 fail=0
 for t in frame decide; do
   mkdir -p "fuzz/corpus/$t"
   if cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=1024 >"/tmp/fuzz-$t.log" 2>&1; then
-    pass=$((pass + 1)); echo "ok   fuzz $t ($(grep -o '#[0-9]*' "/tmp/fuzz-$t.log" | tail -1) runs)"
+    pass=$((pass + 1)); echo "ok   fuzz $t: $(grep -o 'Done [0-9]* runs' "/tmp/fuzz-$t.log" | tail -1)"
   else
     fail=$((fail + 1)); echo "FAIL fuzz $t"; tail -30 "/tmp/fuzz-$t.log"
   fi
