@@ -12,6 +12,7 @@ T_NAME=proxy-bench.sh
 need_root
 UPSTREAM=${UPSTREAM:-/run/libvirt/libvirt-sock}
 URI_BASE=${URI_BASE:-qemu:///system}
+T_LOCK_FD=
 if [ "$URI_BASE" = qemu:///system ] && [ "$UPSTREAM" = /run/libvirt/libvirt-sock ]; then
   system_lock
   libvirt_up >&2 || exit 1

@@ -22,7 +22,8 @@ restart_libvirtd() { # [CONFIG]
   if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
     wait_for "! kill -0 $pid" 30
   fi
-  if [ $# -gt 0 ]; then libvirtd -d -f "$1"; else libvirtd -d; fi
+  # The daemon must not inherit the test lock's fd: it outlives the suite.
+  if [ $# -gt 0 ]; then libvirtd -d -f "$1" {T_LOCK_FD}>&-; else libvirtd -d {T_LOCK_FD}>&-; fi
 }
 stop_proxy() {
   [ -n "$PROXY_PID" ] || return 0
@@ -45,7 +46,7 @@ chmod 0700 "$REAL"
 t_check "the canonical socket is free" test ! -e /run/libvirt/libvirt-sock
 VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config /dev/null proxy \
   --listen /run/libvirt/libvirt-sock --upstream "$REAL/libvirt-sock" \
-  --listen-ro /run/libvirt/libvirt-sock-ro --upstream-ro "$REAL/libvirt-sock-ro" 2>"$D/proxy.log" &
+  --listen-ro /run/libvirt/libvirt-sock-ro --upstream-ro "$REAL/libvirt-sock-ro" 2>"$D/proxy.log" {T_LOCK_FD}>&- &
 PROXY_PID=$!
 wait_for "[ -S /run/libvirt/libvirt-sock ]" 15
 t_check "plain virsh (default URI) goes through the proxy" virsh -c qemu:///system list --all

@@ -29,7 +29,7 @@ PROXY_PID=
 
 start_proxy() {
   VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config "$D/proxy.toml" proxy --listen "$SOCK" \
-    --upstream /run/libvirt/libvirt-sock --listen-ro "$ROSOCK" "$@" 2>>"$D/proxy.log" &
+    --upstream /run/libvirt/libvirt-sock --listen-ro "$ROSOCK" "$@" 2>>"$D/proxy.log" {T_LOCK_FD}>&- &
   PROXY_PID=$!
   wait_for "[ -S '$SOCK' ] && [ -S '$ROSOCK' ]" 15
 }
@@ -262,7 +262,8 @@ sleep 1
 LVPID=$(cat /run/libvirtd.pid 2>/dev/null)
 if [ -n "$LVPID" ] && kill "$LVPID"; then
   wait_for "! kill -0 $LVPID" 30
-  libvirtd -d
+  # Not holding the test lock's fd: this daemon outlives the suite.
+  libvirtd -d {T_LOCK_FD}>&-
   wait_for "${VIRSH[*]} version" 30
   wait $RC
   t_contains "libvirtd restart: the proxied client sees its connection close" "$(cat "$D/restart.out")" "failed cleanly"
