@@ -40,8 +40,13 @@ back_to_normal() {
 
 printf 'unix_sock_dir = "%s"\n' "$REAL" >"$D/libvirtd.conf"
 on_exit back_to_normal
+install -d -m 0700 "$REAL"
 restart_libvirtd "$D/libvirtd.conf"
-if wait_for "[ -S $REAL/libvirt-sock ]" 30; then t_ok "libvirtd listens in $REAL"; else t_fail "libvirtd listens in $REAL"; fi
+if wait_for "[ -S $REAL/libvirt-sock ]" 30; then
+  t_ok "libvirtd listens in $REAL"
+else
+  t_fail "libvirtd listens in $REAL" "$(pgrep -a libvirtd)" "$(ls -la /run/libvirt "$REAL" 2>&1)"
+fi
 chmod 0700 "$REAL"
 t_check "the canonical socket is free" test ! -e /run/libvirt/libvirt-sock
 VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config /dev/null proxy \
