@@ -329,8 +329,7 @@ fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
         ColorWhen::Auto => {
-            io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
     };
     let mut out = io::BufWriter::new(io::stdout().lock());

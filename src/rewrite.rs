@@ -48,7 +48,7 @@ fn tag_name_len(text: &str, from: usize) -> usize {
 
 fn insert_model(text: &str, iface: roxmltree::Node, target: &str) -> Edit {
     let element = format!("<model type='{target}'/>");
-    if let Some(last) = iface.children().rev().find(|c| c.is_element()) {
+    if let Some(last) = iface.children().rfind(|c| c.is_element()) {
         let lead = last
             .prev_sibling()
             .filter(|p| p.is_text())

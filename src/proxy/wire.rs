@@ -301,7 +301,7 @@ pub fn put_i32(out: &mut Vec<u8>, v: i32) {
 pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     put_u32(out, s.len() as u32);
     out.extend_from_slice(s);
-    out.extend_from_slice(&[0u8; 3][..pad4(s.len())]);
+    out.extend(std::iter::repeat_n(0u8, pad4(s.len())));
 }
 
 /// Encodes a `remote_string`.
