@@ -32,7 +32,7 @@ edit, reports what it changed and why, and acts as a libvirt qemu hook that refu
 cannot work.",
     after_help = "Exit status: 0 ok / nothing to change, 1 something would change (diff, check), 2 error.\n\
 Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
-Logging (hook): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
+Logging (hook, proxy): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
 )]
 pub struct Cli {
     /// Configuration file (default: $VHOSTFIX_CONFIG or /etc/vhostfix/vhostfix.toml).
@@ -103,6 +103,23 @@ pub enum Command {
         subop: String,
         #[arg(default_value = "-")]
         extra: String,
+    },
+    /// Run the libvirt API admission proxy: relay libvirt clients from --listen to
+    /// --upstream and correct domain and device XML on the way (runs until SIGTERM).
+    Proxy {
+        /// Socket to listen on (default: proxy.listen, /run/vhostfix/libvirt-sock).
+        #[arg(long, value_name = "PATH")]
+        listen: Option<PathBuf>,
+        /// libvirt's socket (default: proxy.upstream, else /run/libvirt/virtqemud-sock
+        /// when it exists, else /run/libvirt/libvirt-sock).
+        #[arg(long, value_name = "PATH")]
+        upstream: Option<PathBuf>,
+        /// Also listen on this read-only socket (default: proxy.listen_ro).
+        #[arg(long, value_name = "PATH")]
+        listen_ro: Option<PathBuf>,
+        /// libvirt's read-only socket (default: proxy.upstream_ro, else UPSTREAM-ro).
+        #[arg(long, value_name = "PATH")]
+        upstream_ro: Option<PathBuf>,
     },
     /// Print a shell completion script.
     Completions {
@@ -178,6 +195,27 @@ fn run(cli: Cli) -> Result<u8> {
             };
             let code = hook::run(&call, &mut io::stdin().lock(), cli.config.as_deref());
             Ok(u8::try_from(code).unwrap_or(EXIT_ERROR))
+        }
+        Command::Proxy {
+            listen,
+            upstream,
+            listen_ro,
+            upstream_ro,
+        } => {
+            if let Some(note) = crate::logging::init() {
+                eprintln!("vhostfix: note: {note}");
+            }
+            let opts = crate::proxy::Options {
+                config: cli.config.clone(),
+                listen: listen.clone(),
+                upstream: upstream.clone(),
+                listen_ro: listen_ro.clone(),
+                upstream_ro: upstream_ro.clone(),
+                guests: cli.guests,
+                target_model: cli.target_model,
+            };
+            crate::proxy::run(&opts)?;
+            Ok(EXIT_OK)
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -29,6 +29,7 @@ pub struct Config {
     pub detect: Signals,
     pub limits: LimitsConfig,
     pub hook: HookConfig,
+    pub proxy: ProxyConfig,
 }
 
 /// Input bounds.
@@ -95,6 +96,94 @@ pub enum Action {
 pub enum OnError {
     #[default]
     Allow,
+    Deny,
+}
+
+/// What the API proxy (`vhostfix proxy`) does. Socket settings apply at start;
+/// SIGHUP reloads everything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Read-write socket clients connect to (`--listen` overrides).
+    pub listen: PathBuf,
+    /// libvirt's read-write socket (`--upstream` overrides). Empty: `virtqemud-sock`
+    /// when it exists, else `libvirt-sock`, both in /run/libvirt.
+    pub upstream: PathBuf,
+    /// Optional read-only socket; its clients go only to `upstream_ro`.
+    pub listen_ro: PathBuf,
+    /// libvirt's read-only socket. Empty: `upstream` with `-ro` appended.
+    pub upstream_ro: PathBuf,
+    /// Mode of the read-write socket, octal.
+    pub socket_mode: String,
+    /// Mode of the read-only socket, octal.
+    pub socket_mode_ro: String,
+    /// Group owning both sockets.
+    pub socket_group: String,
+    /// Groups whose members are admitted besides root (e.g. "libvirt").
+    pub allowed_groups: Vec<String>,
+    /// A domain or device whose vhost-user NIC needs a virtio model: "fix" rewrites
+    /// the XML, "deny" refuses the call, "off" forwards it unchanged.
+    pub action: ProxyAction,
+    /// Calls that cannot change a guest's NIC model (restore, save image define)
+    /// carrying such a NIC: "forward" unchanged (libvirt decides) or "deny".
+    pub fixed_abi_calls: FixedAbiAction,
+    /// Unreadable XML or a failed domain lookup: "allow" forwards the call unchanged.
+    pub on_error: OnError,
+    /// Seconds SIGTERM waits for calls in flight before closing connections.
+    pub drain_seconds: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: PathBuf::from("/run/vhostfix/libvirt-sock"),
+            upstream: PathBuf::new(),
+            listen_ro: PathBuf::new(),
+            upstream_ro: PathBuf::new(),
+            socket_mode: "0660".into(),
+            socket_mode_ro: "0666".into(),
+            socket_group: "root".into(),
+            allowed_groups: Vec::new(),
+            action: ProxyAction::Fix,
+            fixed_abi_calls: FixedAbiAction::Forward,
+            on_error: OnError::Allow,
+            drain_seconds: 5,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// `socket_mode` as a number.
+    pub fn mode(&self) -> u32 {
+        parse_mode(&self.socket_mode).unwrap_or(0o660)
+    }
+
+    /// `socket_mode_ro` as a number.
+    pub fn mode_ro(&self) -> u32 {
+        parse_mode(&self.socket_mode_ro).unwrap_or(0o666)
+    }
+}
+
+fn parse_mode(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyAction {
+    #[default]
+    Fix,
+    Deny,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FixedAbiAction {
+    #[default]
+    Forward,
     Deny,
 }
 
@@ -174,6 +263,26 @@ impl Config {
             return Err(format!(
                 "limits.max_nodes = {}: must be at least 64",
                 l.max_nodes
+            ));
+        }
+        let p = &self.proxy;
+        for (key, v) in [
+            ("socket_mode", &p.socket_mode),
+            ("socket_mode_ro", &p.socket_mode_ro),
+        ] {
+            if parse_mode(v).is_none() {
+                return Err(format!(
+                    "proxy.{key} = \"{v}\": must be an octal mode such as \"0660\""
+                ));
+            }
+        }
+        if p.listen.as_os_str().is_empty() {
+            return Err("proxy.listen: must not be empty".into());
+        }
+        if p.drain_seconds > 600 {
+            return Err(format!(
+                "proxy.drain_seconds = {}: must be at most 600",
+                p.drain_seconds
             ));
         }
         Ok(())
@@ -274,6 +383,23 @@ mod tests {
     fn defaults_round_trip_through_show() {
         let c = Config::default();
         assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn proxy_table() {
+        let c = Config::from_toml(
+            "[proxy]\nallowed_groups = [\"libvirt\"]\nsocket_mode = \"0600\"\naction = \"deny\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.proxy.allowed_groups, vec!["libvirt".to_string()]);
+        assert_eq!(c.proxy.mode(), 0o600);
+        assert_eq!(c.proxy.action, ProxyAction::Deny);
+        let e = Config::from_toml("[proxy]\nsocket_mode = \"999\"\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: proxy.socket_mode = \"999\": must be an octal mode such as \"0660\""
+        );
     }
 
     #[test]

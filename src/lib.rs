@@ -1,7 +1,7 @@
 //! vhostfix: keeps Windows guests with vhost-user NICs bootable on libvirt hosts.
 //!
 //! The core (`parse`, `detect`, `rules`, `rewrite`, `report`) is pure: text in,
-//! analysis and edits out, no I/O. The front ends (`cli`, `hook`) move bytes in
+//! analysis and edits out, no I/O. The front ends (`cli`, `hook`, `proxy`) move bytes in
 //! and out and decide exit codes.
 
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod detect;
 pub mod hook;
 pub mod logging;
 pub mod parse;
+pub mod proxy;
 pub mod report;
 pub mod rewrite;
 pub mod rules;

@@ -14,6 +14,7 @@ step cargo fmt --all -- --check
 step cargo clippy --all-targets -- -D warnings
 step cargo test
 step cargo build --release
+step bash tests/fuzz-smoke.sh
 for suite in tests/system/*.sh; do
   [ -e "$suite" ] || continue
   step bash "$suite"

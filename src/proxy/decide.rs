@@ -1,0 +1,423 @@
+//! What the proxy does with one call: forward it, forward a corrected copy, or
+//! answer it with an error. Pure: the domain lookup a device call needs is
+//! passed in, so every branch is testable without a daemon.
+
+use super::wire::{self, err, Header, XmlCall, XmlRole};
+use crate::config::{Config, FixedAbiAction, OnError, ProxyAction};
+use crate::{Analysis, NicStatus};
+
+/// The action for one frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Relay the frame as it is.
+    Forward,
+    /// Relay this frame instead (the XML corrected, lengths recomputed).
+    Replace(Vec<u8>),
+    /// Answer the call with this error reply; nothing goes upstream.
+    Deny(Vec<u8>),
+}
+
+/// The action plus a line for the log (`None`: not worth logging).
+#[derive(Debug)]
+pub struct Decision {
+    pub action: Action,
+    pub log: Option<(log::Level, String)>,
+}
+
+impl Decision {
+    fn forward() -> Decision {
+        Decision {
+            action: Action::Forward,
+            log: None,
+        }
+    }
+}
+
+/// Looks up the XML of the domain a device call names.
+pub type Lookup<'a> = dyn FnMut(&wire::DomainRef<'_>) -> Result<String, String> + 'a;
+
+/// Decides about one frame from a client. `who` describes the client for logs.
+pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>) -> Decision {
+    let Some(header) = Header::of_frame(frame) else {
+        return Decision::forward();
+    };
+    let call = match wire::xml_call(frame) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Decision::forward(),
+        Err(e) => {
+            // libvirtd rejects undecodable arguments itself.
+            return Decision {
+                action: Action::Forward,
+                log: Some((
+                    log::Level::Debug,
+                    format!(
+                        "{who} proc={}: arguments not decoded ({e}); forwarded",
+                        header.procedure
+                    ),
+                )),
+            };
+        }
+    };
+    if config.proxy.action == ProxyAction::Off || !contains(call.xml, b"vhostuser") {
+        return Decision::forward();
+    }
+    let subject = |a: Option<&Analysis>| -> String {
+        match (&call.domain, a.and_then(|a| a.domain.as_ref())) {
+            (Some(d), _) => d.name_lossy(),
+            (None, Some(n)) => n.clone(),
+            (None, None) => "?".into(),
+        }
+    };
+    let fail = |why: String| -> Decision {
+        let what = format!("{who} proc={} domain='{}'", call.name, subject(None));
+        match config.proxy.on_error {
+            OnError::Allow => Decision {
+                action: Action::Forward,
+                log: Some((
+                    log::Level::Warn,
+                    format!("{what}: {why}; forwarded unchanged (proxy.on_error = \"allow\")"),
+                )),
+            },
+            OnError::Deny => {
+                let msg = format!(
+                    "unsupported configuration: vhostfix could not check {} of domain '{}': {why}",
+                    call.name,
+                    subject(None)
+                );
+                Decision {
+                    action: Action::Deny(wire::error_reply(
+                        &header,
+                        err::CONFIG_UNSUPPORTED,
+                        err::FROM_DOMAIN,
+                        &msg,
+                    )),
+                    log: Some((
+                        log::Level::Warn,
+                        format!("{what}: {why}; denied (proxy.on_error = \"deny\")"),
+                    )),
+                }
+            }
+        }
+    };
+    let mut policy = config.policy();
+    let Ok(text) = std::str::from_utf8(call.xml) else {
+        return fail("the XML is not valid UTF-8".into());
+    };
+    if call.role == XmlRole::Device {
+        let Some(dom) = call.domain else {
+            return Decision::forward();
+        };
+        let os = lookup(&dom).and_then(|xml| {
+            crate::analyze(&xml, &config.policy())
+                .map(|a| a.detection)
+                .map_err(|e| format!("domain XML from libvirt: {e}"))
+        });
+        match os {
+            Ok(d) => policy.guest_os = Some(d),
+            Err(e) => return fail(format!("looking up domain '{}': {e}", dom.name_lossy())),
+        }
+    }
+    let a = match crate::analyze(text, &policy) {
+        Ok(a) => a,
+        // Device XML other than an <interface> is none of our business.
+        Err(crate::parse::InputError::UnexpectedRoot { .. }) if call.role == XmlRole::Device => {
+            return Decision::forward()
+        }
+        Err(e) => return fail(format!("XML: {e}")),
+    };
+    let what = format!(
+        "{who} proc={} domain='{}' verdict={} evidence=\"{}\" vhostuser_nics={}",
+        call.name,
+        subject(Some(&a)),
+        a.detection.verdict,
+        a.detection.reason(),
+        a.nics.len()
+    );
+    if !a.changes() {
+        let left = if a.violations_left() {
+            " (out of scope, left to libvirt)"
+        } else {
+            ""
+        };
+        return Decision {
+            action: Action::Forward,
+            log: Some((log::Level::Info, format!("{what} action=forward{left}"))),
+        };
+    }
+    let fixes: Vec<String> = a
+        .nics
+        .iter()
+        .filter(|n| n.status == NicStatus::Fixed)
+        .map(|n| {
+            format!(
+                "{} {} -> {}",
+                n.label(),
+                n.model_text(),
+                n.new_model.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    let deny = |why: &str, key: &str| -> Decision {
+        let msg = deny_message(&call, &a, &subject(Some(&a)), why);
+        Decision {
+            action: Action::Deny(wire::error_reply(
+                &header,
+                err::CONFIG_UNSUPPORTED,
+                err::FROM_DOMAIN,
+                &msg,
+            )),
+            log: Some((
+                log::Level::Warn,
+                format!("{what} action=deny ({key}): {}", fixes.join(", ")),
+            )),
+        }
+    };
+    if call.role == XmlRole::FixedAbi {
+        return match config.proxy.fixed_abi_calls {
+            FixedAbiAction::Deny => deny(
+                "the NIC model is part of the saved guest's ABI and cannot change here; shut the guest down, correct its definition and boot it fresh",
+                "proxy.fixed_abi_calls = \"deny\"",
+            ),
+            FixedAbiAction::Forward => Decision {
+                action: Action::Forward,
+                log: Some((log::Level::Warn, format!("{what} action=forward (fixed guest ABI, libvirt decides): {}", fixes.join(", ")))),
+            },
+        };
+    }
+    if config.proxy.action == ProxyAction::Deny {
+        return deny(
+            "set a virtio model in the definition (vhostfix filter does this)",
+            "proxy.action = \"deny\"",
+        );
+    }
+    let new = a.output(text);
+    match wire::replace_string(frame, call.range.clone(), new.as_bytes()) {
+        Some(f) => Decision {
+            action: Action::Replace(f),
+            log: Some((
+                log::Level::Info,
+                format!("{what} action=rewrite: {}", fixes.join(", ")),
+            )),
+        },
+        None => fail("the corrected XML would exceed libvirt's size limits".into()),
+    }
+}
+
+fn deny_message(call: &XmlCall<'_>, a: &Analysis, name: &str, fix: &str) -> String {
+    let nics: Vec<String> = a
+        .nics
+        .iter()
+        .filter(|n| n.status == NicStatus::Fixed)
+        .map(|n| format!("vhost-user {} has model {}", n.label(), n.model_text()))
+        .collect();
+    format!(
+        "unsupported configuration: vhostfix refused {} for domain '{name}': {}, but vhost-user requires a virtio-net frontend (guest {}: {}); fix: {fix}",
+        call.name,
+        nics.join(", "),
+        a.detection.verdict,
+        a.detection.reason()
+    )
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::wire::{
+        build_frame, decode_error, mtype, payload, procs, put_i32, put_string, put_u32, status,
+        PROG_REMOTE,
+    };
+
+    const WIN: &str = include_str!("../../examples/windows-vhostuser.xml");
+    const NIC: &str = "<interface type='vhostuser'><source type='unix' path='/run/x.sock' mode='server'/><model type='e1000'/></interface>";
+
+    fn call(procedure: i32, args: &[u8]) -> Vec<u8> {
+        let h = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure,
+            mtype: mtype::CALL,
+            serial: 5,
+            status: status::OK,
+        };
+        build_frame(&h, args)
+    }
+
+    fn define(xml: &str) -> Vec<u8> {
+        let mut a = Vec::new();
+        put_string(&mut a, xml.as_bytes());
+        call(procs::DOMAIN_DEFINE_XML, &a)
+    }
+
+    fn attach(dom: &str, xml: &str) -> Vec<u8> {
+        let mut a = Vec::new();
+        put_string(&mut a, dom.as_bytes());
+        a.extend_from_slice(&[1u8; 16]);
+        put_i32(&mut a, -1);
+        put_string(&mut a, xml.as_bytes());
+        put_u32(&mut a, 2);
+        call(procs::DOMAIN_ATTACH_DEVICE_FLAGS, &a)
+    }
+
+    fn no_lookup() -> impl FnMut(&wire::DomainRef<'_>) -> Result<String, String> {
+        |_d: &wire::DomainRef<'_>| -> Result<String, String> { panic!("no lookup expected") }
+    }
+
+    fn xml_of(frame: &[u8]) -> String {
+        String::from_utf8(wire::xml_call(frame).unwrap().unwrap().xml.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn windows_domain_is_rewritten() {
+        let d = decide(&define(WIN), &Config::default(), "uid=0", &mut no_lookup());
+        let Action::Replace(f) = d.action else {
+            panic!("{:?}", d.action)
+        };
+        let xml = xml_of(&f);
+        assert!(xml.contains("<model type='virtio'/>"));
+        assert_eq!(xml.len(), WIN.len() + 1);
+        assert!(d.log.unwrap().1.contains("action=rewrite"));
+    }
+
+    #[test]
+    fn unrelated_calls_are_forwarded_untouched() {
+        let plain = WIN.replace("vhostuser", "network");
+        let d = decide(
+            &define(&plain),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+        );
+        assert_eq!(d.action, Action::Forward);
+        let d = decide(&call(3, &[]), &Config::default(), "uid=0", &mut no_lookup());
+        assert_eq!(d.action, Action::Forward);
+    }
+
+    #[test]
+    fn deny_policy_answers_with_config_unsupported() {
+        let mut c = Config::default();
+        c.proxy.action = ProxyAction::Deny;
+        let d = decide(&define(WIN), &c, "uid=0", &mut no_lookup());
+        let Action::Deny(reply) = d.action else {
+            panic!()
+        };
+        let h = Header::of_frame(&reply).unwrap();
+        assert_eq!(
+            (h.serial, h.mtype, h.status, h.procedure),
+            (5, mtype::REPLY, status::ERROR, 11)
+        );
+        let e = decode_error(payload(&reply)).unwrap();
+        assert_eq!((e.code, e.domain), (67, 20));
+        let m = e.message.unwrap();
+        assert!(m.starts_with("unsupported configuration: vhostfix refused DOMAIN_DEFINE_XML for domain 'win2019-vhu'"), "{m}");
+        assert!(m.contains("model e1000"), "{m}");
+    }
+
+    #[test]
+    fn device_takes_the_os_of_its_domain() {
+        let mut looked = Vec::new();
+        let mut lookup = |d: &wire::DomainRef<'_>| -> Result<String, String> {
+            looked.push(d.name_lossy());
+            Ok(WIN.to_string())
+        };
+        let d = decide(
+            &attach("win2019-vhu", NIC),
+            &Config::default(),
+            "uid=0",
+            &mut lookup,
+        );
+        let Action::Replace(f) = d.action else {
+            panic!("{:?}", d.action)
+        };
+        assert!(xml_of(&f).contains("<model type='virtio'/>"));
+        assert_eq!(looked, vec!["win2019-vhu".to_string()]);
+        // Flags after the XML survive.
+        assert_eq!(&f[f.len() - 4..], &2u32.to_be_bytes());
+
+        let linux = "<domain type='qemu'><name>l</name><os><type>hvm</type></os></domain>";
+        let mut lookup =
+            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(linux.to_string()) };
+        let d = decide(&attach("l", NIC), &Config::default(), "uid=0", &mut lookup);
+        assert_eq!(d.action, Action::Forward);
+    }
+
+    #[test]
+    fn failed_lookup_follows_on_error() {
+        let mut lookup =
+            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Err("no such domain".into()) };
+        let d = decide(
+            &attach("gone", NIC),
+            &Config::default(),
+            "uid=0",
+            &mut lookup,
+        );
+        assert_eq!(d.action, Action::Forward);
+        let mut c = Config::default();
+        c.proxy.on_error = OnError::Deny;
+        let d = decide(&attach("gone", NIC), &c, "uid=0", &mut lookup);
+        assert!(matches!(d.action, Action::Deny(_)));
+    }
+
+    #[test]
+    fn fixed_abi_calls_are_forwarded_or_denied() {
+        let mut a = Vec::new();
+        put_string(&mut a, b"/var/lib/x.save");
+        put_u32(&mut a, 1);
+        put_string(&mut a, WIN.as_bytes());
+        put_u32(&mut a, 0);
+        let f = call(procs::DOMAIN_RESTORE_FLAGS, &a);
+        let d = decide(&f, &Config::default(), "uid=0", &mut no_lookup());
+        assert_eq!(d.action, Action::Forward);
+        let mut c = Config::default();
+        c.proxy.fixed_abi_calls = FixedAbiAction::Deny;
+        let d = decide(&f, &c, "uid=0", &mut no_lookup());
+        let Action::Deny(r) = d.action else { panic!() };
+        assert!(decode_error(payload(&r))
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("ABI"));
+    }
+
+    #[test]
+    fn non_interface_devices_and_bad_xml() {
+        let disk = "<disk type='file'><source file='/vhostuser'/></disk>";
+        let mut lookup =
+            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(WIN.to_string()) };
+        let d = decide(&attach("w", disk), &Config::default(), "uid=0", &mut lookup);
+        assert_eq!(d.action, Action::Forward);
+        let d = decide(
+            &define("<domain><vhostuser"),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+        );
+        assert_eq!(d.action, Action::Forward);
+    }
+
+    proptest::proptest! {
+        /// Damaged calls never panic the decision and a replacement stays a valid frame.
+        #[test]
+        fn damaged_frames_never_panic(cut in 0usize..1400, flip in 0usize..1400, byte in proptest::prelude::any::<u8>()) {
+            let mut f = define(WIN);
+            if flip < f.len() { f[flip] ^= byte; }
+            f.truncate(cut.max(28));
+            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(WIN.to_string()) };
+            let d = decide(&f, &Config::default(), "t", &mut lookup);
+            if let Action::Replace(r) = d.action {
+                proptest::prop_assert_eq!(wire::frame_len(r[..4].try_into().unwrap()), Ok(r.len()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Err("x".into()) };
+            let _ = decide(&data, &Config::default(), "t", &mut lookup);
+            let _ = wire::fd_count(&data);
+            let _ = wire::decode_error(&data);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Moving frames and their file descriptors over UNIX sockets.
+//!
+//! libvirt sends the descriptors of a *_WITH_FDS frame after the frame, each in
+//! its own message: one dummy data byte with an SCM_RIGHTS control message that
+//! holds exactly one fd. The dummy bytes are not part of the frame length.
+//! Linux delivers a descriptor together with its carrier byte and ends the read
+//! after it, so a buffered reader that always reads with `recvmsg` sees every
+//! fd arrive with the last byte of the read that brought its carrier; we queue
+//! the fds and pair them with carrier bytes when a frame announces them.
+//!
+//! All system calls go through `rustix`, whose SCM_RIGHTS API hands out
+//! `OwnedFd`s: no `unsafe` here, and a descriptor we drop is closed.
+
+use super::wire::{self, FrameError, LEN_WORD};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+/// One frame as read: its bytes (length word included) and the fds after it.
+#[derive(Debug)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Why reading a frame stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the connection between two frames.
+    #[error("end of stream")]
+    Eof,
+    #[error("connection closed inside a frame")]
+    Truncated,
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("file descriptors out of step with the frame ({0})")]
+    Fds(&'static str),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Most fds one control message may bring; more is a protocol violation.
+const CMSG_FDS: usize = 8;
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads whole frames from a socket, with any fds that follow them.
+pub struct FrameReader {
+    sock: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl FrameReader {
+    pub fn new(sock: UnixStream) -> Self {
+        FrameReader {
+            sock,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            fds: VecDeque::new(),
+        }
+    }
+
+    fn available(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Makes at least `need` bytes available; false on EOF before that.
+    fn fill(&mut self, need: usize) -> Result<bool, ReadError> {
+        while self.available() < need {
+            if self.buf.len() - self.start < need {
+                // Move what is left to the front, and grow for a large frame.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buf.len() < need {
+                    self.buf.resize(need.max(READ_CHUNK), 0);
+                }
+            } else if self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(CMSG_FDS))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+            let got = match rustix::net::recvmsg(
+                &self.sock,
+                &mut iov,
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(m) => m,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(ReadError::Io(e.into())),
+            };
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                    self.fds.extend(fds);
+                }
+            }
+            if got.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+                return Err(ReadError::Fds("too many descriptors in one message"));
+            }
+            if got.bytes == 0 {
+                return Ok(false);
+            }
+            self.end += got.bytes;
+        }
+        Ok(true)
+    }
+
+    /// The next frame, or `Err(Eof)` when the peer closed between frames.
+    pub fn read_frame(&mut self) -> Result<Frame, ReadError> {
+        if !self.fill(LEN_WORD)? {
+            return Err(if self.available() == 0 {
+                ReadError::Eof
+            } else {
+                ReadError::Truncated
+            });
+        }
+        let word = [
+            self.buf[self.start],
+            self.buf[self.start + 1],
+            self.buf[self.start + 2],
+            self.buf[self.start + 3],
+        ];
+        let len = wire::frame_len(word)?;
+        if !self.fill(len)? {
+            return Err(ReadError::Truncated);
+        }
+        let bytes = self.buf[self.start..self.start + len].to_vec();
+        self.start += len;
+        let nfds = wire::fd_count(&bytes)? as usize;
+        let mut fds = Vec::with_capacity(nfds);
+        for _ in 0..nfds {
+            // One carrier byte per descriptor; the fd came with it.
+            if !self.fill(1)? {
+                return Err(ReadError::Truncated);
+            }
+            self.start += 1;
+            match self.fds.pop_front() {
+                Some(fd) => fds.push(fd),
+                None => return Err(ReadError::Fds("a carrier byte came without a descriptor")),
+            }
+        }
+        if self.fds.len() > wire::MAX_FDS as usize {
+            return Err(ReadError::Fds("descriptors that no frame announced"));
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 4 * READ_CHUNK {
+                // Give back the memory of a large frame.
+                self.buf = vec![0; READ_CHUNK];
+            }
+        }
+        Ok(Frame { bytes, fds })
+    }
+}
+
+/// Writes a frame and then its fds, one carrier message each.
+pub fn write_frame(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+    let mut w = sock;
+    w.write_all(bytes)?;
+    for fd in fds {
+        let one = [fd.as_fd()];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&one)) {
+            return Err(io::Error::other("control buffer too small for one fd"));
+        }
+        loop {
+            match rustix::net::sendmsg(
+                sock,
+                &[IoSlice::new(&[0u8])],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Ok(1) => break,
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "fd carrier not sent",
+                    ))
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The credentials of the process at the other end of a UNIX socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+pub fn peer_cred(sock: &UnixStream) -> io::Result<PeerCred> {
+    let c = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok(PeerCred {
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+        pid: c.pid.as_raw_nonzero().get(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::wire::{build_frame, mtype, put_u32, status, Header, PROG_REMOTE};
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
+        let h = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure: 309,
+            mtype: mt,
+            serial: 1,
+            status: status::OK,
+        };
+        build_frame(&h, payload)
+    }
+
+    #[test]
+    fn frames_and_fds_cross_a_socket_pair() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (p1, mut p1r) = UnixStream::pair().unwrap();
+        let (p2, mut p2r) = UnixStream::pair().unwrap();
+        let mut args = Vec::new();
+        put_u32(&mut args, 2);
+        args.extend_from_slice(b"rest");
+        let with = frame(mtype::CALL_WITH_FDS, &args);
+        let plain = frame(mtype::CALL, b"abcd");
+        write_frame(&a, &plain, &[]).unwrap();
+        write_frame(&a, &with, &[OwnedFd::from(p1), OwnedFd::from(p2)]).unwrap();
+        write_frame(&a, &plain, &[]).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        let f1 = r.read_frame().unwrap();
+        assert_eq!(f1.bytes, plain);
+        assert!(f1.fds.is_empty());
+        let f2 = r.read_frame().unwrap();
+        assert_eq!(f2.bytes, with);
+        assert_eq!(f2.fds.len(), 2);
+        // The descriptors are the ends of our pairs: write through them.
+        let mut s1 = UnixStream::from(f2.fds.into_iter().next().unwrap());
+        s1.write_all(b"x").unwrap();
+        let mut got = [0u8; 1];
+        p1r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+        let _ = p2r.as_raw_fd();
+        assert_eq!(r.read_frame().unwrap().bytes, plain);
+        assert!(matches!(r.read_frame(), Err(ReadError::Eof)));
+        let _ = &mut p2r;
+    }
+
+    #[test]
+    fn bad_lengths_and_truncation() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&(40u32 << 20).to_be_bytes()).unwrap();
+        let mut r = FrameReader::new(b);
+        assert!(matches!(
+            r.read_frame(),
+            Err(ReadError::Frame(FrameError::TooLong(_)))
+        ));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&100u32.to_be_bytes()).unwrap();
+        a.write_all(&[0; 10]).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        assert!(matches!(r.read_frame(), Err(ReadError::Truncated)));
+
+        // Announced fds that never come.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut args = Vec::new();
+        put_u32(&mut args, 1);
+        let mut aw = &a;
+        aw.write_all(&frame(mtype::CALL_WITH_FDS, &args)).unwrap();
+        aw.write_all(&[0]).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        assert!(matches!(r.read_frame(), Err(ReadError::Fds(_))));
+    }
+
+    #[test]
+    fn large_frame_grows_the_buffer() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let big = frame(mtype::STREAM, &vec![7u8; 3 * READ_CHUNK + 5]);
+        let sent = big.clone();
+        let t = std::thread::spawn(move || write_frame(&a, &sent, &[]).unwrap());
+        let mut r = FrameReader::new(b);
+        assert_eq!(r.read_frame().unwrap().bytes, big);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn peer_cred_of_self() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let c = peer_cred(&a).unwrap();
+        assert_eq!(c.pid as u32, std::process::id());
+        assert_eq!(c.uid, rustix::process::getuid().as_raw());
+    }
+}

@@ -1,0 +1,142 @@
+//! The proxy's listening sockets: created with the configured mode and group
+//! before anyone can reach them under their real name, a stale socket from a
+//! dead proxy replaced, a live one (or any other file) left alone, and the path
+//! removed again when the listener is dropped, if it is still ours.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// A bound socket that unlinks its path on drop.
+pub struct Listener {
+    pub path: PathBuf,
+    pub sock: UnixListener,
+    /// Clients of this socket are relayed to this upstream socket.
+    pub upstream: PathBuf,
+    pub read_only: bool,
+    id: (u64, u64),
+}
+
+/// Resolves a group name (or a number) to a gid.
+pub fn group_id(name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => bail!("group '{name}' does not exist"),
+        Err(e) => bail!("looking up group '{name}': {e}"),
+    }
+}
+
+impl Listener {
+    pub fn bind(
+        path: &Path,
+        mode: u32,
+        gid: u32,
+        upstream: PathBuf,
+        read_only: bool,
+    ) -> Result<Listener> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create", parent.display()))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+                Ok(_) => bail!(
+                    "{}: another process is listening on this socket",
+                    path.display()
+                ),
+                Err(_) => log::info!("{}: replacing a stale socket", path.display()),
+            },
+            Ok(_) => bail!(
+                "{}: exists and is not a socket; not replacing it",
+                path.display()
+            ),
+            Err(_) => {}
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let sock =
+            UnixListener::bind(&tmp).with_context(|| format!("{}: cannot bind", tmp.display()))?;
+        let setup = || -> Result<()> {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+            // Atomic: the real name only ever points at a fully set-up socket.
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        };
+        if let Err(e) = setup() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.context(format!("{}: cannot set up the socket", path.display())));
+        }
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(Listener {
+            path: path.to_path_buf(),
+            sock,
+            upstream,
+            read_only,
+            id: (m.dev(), m.ino()),
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if (m.dev(), m.ino()) == self.id {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_with_mode_replaces_stale_and_cleans_up() {
+        let dir = std::env::temp_dir().join(format!("vhostfix-listen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/sock");
+        let gid = nix::unistd::getgid().as_raw();
+        let l = Listener::bind(&path, 0o600, gid, "/x".into(), false).unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        // A live socket is not taken over.
+        assert!(Listener::bind(&path, 0o600, gid, "/x".into(), false).is_err());
+        // A dead one is.
+        std::mem::forget(l);
+        let l2 = Listener::bind(&path, 0o640, gid, "/x".into(), false);
+        // The forgotten listener still accepts: only the kernel knows; connect succeeds.
+        assert!(l2.is_err());
+        std::fs::remove_file(&path).unwrap();
+        {
+            let stale = UnixListener::bind(&path).unwrap();
+            drop(stale);
+        }
+        let l3 = Listener::bind(&path, 0o640, gid, "/x".into(), false).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        drop(l3);
+        assert!(!path.exists());
+        // Not a socket: left alone.
+        std::fs::write(&path, "x").unwrap();
+        assert!(Listener::bind(&path, 0o640, gid, "/x".into(), false).is_err());
+        assert!(path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

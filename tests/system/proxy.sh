@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# System tests of `vhostfix proxy` (the libvirt API admission proxy) against the
+# real libvirtd: XML rewriting for virsh and python3-libvirt, device XML,
+# denial, access control, read-only relay, robustness, signals, and a broad
+# virsh session compared with the same commands sent directly.
+# Needs root, libvirt-daemon-system, qemu-system-x86, python3-libvirt, socat,
+# openvswitch-switch-dpdk (see .ci/run).
+T_NAME=proxy.sh
+. "$(dirname "$0")/../lib/common.sh"
+need_root
+system_lock
+libvirt_up || exit 1
+
+PY=/usr/bin/python3
+SEED=$REPO/examples/windows-vhostuser.xml
+D=$T_TMP
+chmod 0755 "$D"
+SOCK=$D/libvirt-sock
+ROSOCK=$D/libvirt-sock-ro
+PU="qemu:///system?socket=$SOCK"
+VP=(virsh -q -c "$PU")
+VD=("${VIRSH[@]}")
+# Not quiet: the success messages are checked.
+VPV=(virsh -c "$PU")
+USER_T=vhfx-proxy-test
+GROUP_T=vhfx-proxy-grp
+PROXY_PID=
+: >"$D/proxy.toml"
+
+start_proxy() {
+  VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config "$D/proxy.toml" proxy --listen "$SOCK" \
+    --upstream /run/libvirt/libvirt-sock --listen-ro "$ROSOCK" "$@" 2>>"$D/proxy.log" {T_LOCK_FD}>&- &
+  PROXY_PID=$!
+  wait_for "[ -S '$SOCK' ] && [ -S '$ROSOCK' ]" 15
+}
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  kill -TERM "$PROXY_PID" 2>/dev/null
+  wait "$PROXY_PID" 2>/dev/null
+  PROXY_PID=
+}
+on_exit 'stop_proxy'
+undefine() { "${VD[@]}" destroy "$1" >/dev/null 2>&1; "${VD[@]}" undefine "$1" --managed-save >/dev/null 2>&1; true; }
+
+start_proxy || { t_fail "proxy starts" "$(cat "$D/proxy.log")"; t_done; exit 1; }
+t_ok "proxy starts and creates its sockets"
+t_eq "socket mode is 0660 root:root" "660 root root" "$(stat -c '%a %U %G' "$SOCK")"
+
+# --- 1. rewriting --------------------------------------------------------------
+SEED_NAME=win2019-vhu
+undefine "$SEED_NAME"
+vm_cleanup_on_exit "$SEED_NAME"
+out=$("${VD[@]}" define "$SEED" 2>&1)
+t_contains "direct define of the seed is refused by libvirt" "$out" "vhostuser requires the virtio-net"
+out=$("${VPV[@]}" define "$SEED" 2>&1)
+t_contains "virsh define through the proxy succeeds" "$out" "Domain '$SEED_NAME' defined"
+xml=$("${VD[@]}" dumpxml "$SEED_NAME" 2>&1)
+t_contains "dumpxml via the real socket shows virtio" "$xml" "<model type='virtio'/>"
+t_not_contains "no e1000 left" "$xml" "e1000"
+t_contains "the decision is logged" "$(cat "$D/proxy.log")" "proc=DOMAIN_DEFINE_XML domain='win2019-vhu' verdict=windows"
+undefine "$SEED_NAME"
+
+out=$($PY - "$PU" "$SEED" <<'PYEOF' 2>&1
+import sys, libvirt
+c = libvirt.open(sys.argv[1])
+d = c.defineXML(open(sys.argv[2]).read())
+print("defined", d.name())
+print("virtio" if "<model type='virtio'/>" in d.XMLDesc(0) else "NOT virtio")
+c.close()
+PYEOF
+)
+t_contains "python3-libvirt defineXML through the proxy" "$out" "defined $SEED_NAME"
+t_contains "python3-libvirt sees virtio" "$out" "virtio"
+t_not_contains "python3-libvirt: no e1000" "$out" "NOT virtio"
+
+# attach-device --config of an e1000 vhost-user NIC to a defined Windows domain.
+NONIC=$D/win-nonic.xml
+sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' \
+  -e 's/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f01/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f02/' "$SEED" >"$NONIC"
+undefine win-attach
+vm_cleanup_on_exit win-attach
+"${VD[@]}" define "$NONIC" >/dev/null
+cat >"$D/nic.xml" <<'XML'
+<interface type='vhostuser'>
+  <mac address='52:54:00:5a:01:09'/>
+  <source type='unix' path='/run/vhu-test/att.sock' mode='server'/>
+  <model type='e1000'/>
+</interface>
+XML
+out=$("${VD[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
+t_contains "direct attach-device of an e1000 vhost-user NIC is refused" "$out" "virtio-net"
+out=$("${VPV[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
+t_contains "attach-device --config through the proxy succeeds" "$out" "Device attached successfully"
+xml=$("${VD[@]}" dumpxml --inactive win-attach)
+t_contains "attached NIC is virtio" "$xml" "<model type='virtio'/>"
+t_contains "device decision took the domain's OS" "$(cat "$D/proxy.log")" "proc=DOMAIN_ATTACH_DEVICE_FLAGS domain='win-attach' verdict=windows"
+undefine win-attach
+
+# virsh create with a real backend: OVS-DPDK is the vhost-user client of QEMU's socket.
+if ovs_up; then
+  OVSLOG=/var/log/openvswitch/ovs-vswitchd.log
+  n0=$(wc -l <"$OVSLOG" 2>/dev/null || echo 0)
+  ovs_add_client_port vhu0 /run/vhu-test/vhu0.sock
+  out=$(timeout 120 "${VPV[@]}" create "$SEED" 2>&1)
+  t_contains "virsh create through the proxy starts the guest" "$out" "Domain '$SEED_NAME' created"
+  t_contains "running guest has virtio" "$("${VD[@]}" dumpxml "$SEED_NAME" 2>&1)" "<model type='virtio'/>"
+  if wait_for "tail -n +$((n0 + 1)) $OVSLOG | grep -q 'vhu0.sock) connected'" 30; then
+    t_ok "OVS reports the vhost-user port connected"
+  else
+    t_fail "OVS reports the vhost-user port connected" "$(tail -5 /var/log/openvswitch/ovs-vswitchd.log)"
+  fi
+  "${VD[@]}" destroy "$SEED_NAME" >/dev/null 2>&1
+  ovs-vsctl --if-exists del-port br-vhu vhu0
+else
+  t_fail "Open vSwitch with DPDK comes up"
+fi
+
+# --- deny policy, reloaded with SIGHUP ----------------------------------------
+printf '[proxy]\naction = "deny"\n' >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+wait_for "grep -q 'configuration reloaded' '$D/proxy.log'" 10
+out=$("${VP[@]}" define "$SEED" 2>&1)
+t_contains "deny policy: virsh prints the proxy's message" "$out" "unsupported configuration: vhostfix refused DOMAIN_DEFINE_XML for domain '$SEED_NAME'"
+out=$($PY - "$PU" "$SEED" <<'PYEOF' 2>&1
+import sys, libvirt
+c = libvirt.open(sys.argv[1])
+try:
+    c.defineXML(open(sys.argv[2]).read())
+    print("defined?!")
+except libvirt.libvirtError as e:
+    print("code", e.get_error_code(), "domain", e.get_error_domain())
+print("still usable:", c.getLibVersion() > 0, len(c.listAllDomains()) >= 0)
+PYEOF
+)
+t_contains "deny: libvirtError code 67 from domain 20" "$out" "code 67 domain 20"
+t_contains "deny: the connection stays usable" "$out" "still usable: True True"
+: >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+
+# --- 2. access control -------------------------------------------------------
+getent group "$GROUP_T" >/dev/null || groupadd "$GROUP_T"
+id "$USER_T" >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/sh "$USER_T"
+on_exit "userdel $USER_T; groupdel $GROUP_T"
+chmod 0666 "$SOCK" # let the user reach the socket: the proxy's own check must refuse it
+as_user() { runuser -u "$USER_T" -- env HOME=/tmp XDG_RUNTIME_DIR=/tmp "$@"; }
+out=$(as_user virsh -c "$PU" list --all 2>&1)
+t_contains "a non-root user without an allowed group is refused" "$out" "access denied"
+t_not_contains "... and cannot list domains" "$out" "Id"
+printf '[proxy]\nallowed_groups = ["%s"]\n' "$GROUP_T" >"$D/proxy.toml"
+usermod -a -G "$GROUP_T" "$USER_T"
+kill -HUP "$PROXY_PID"
+sleep 0.5
+out=$(as_user virsh -c "$PU" list --all 2>&1)
+t_not_contains "a member of an allowed group is admitted" "$out" "error"
+: >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+out=$(virsh -c "qemu:///system?socket=$ROSOCK" -r list --all 2>&1)
+t_not_contains "read-only socket: list works" "$out" "error"
+out=$(virsh -c "qemu:///system?socket=$ROSOCK" define "$SEED" 2>&1)
+t_contains "read-only socket: define is refused by libvirt" "$out" "read only"
+
+# --- 3. robustness -----------------------------------------------------------
+$PY - "$PU" "$SOCK" >"$D/robust.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+ok = 0
+for i in range(40):
+    c.getLibVersion(); c.listAllDomains(); ok += 1
+    time.sleep(0.1)
+print("long session calls:", ok)
+PYEOF
+LONG=$!
+sleep 0.5
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 socat - "UNIX-CONNECT:$SOCK" >/dev/null 2>&1
+printf '\x00\x00\x03\xe8\x20\x00\x80\x86' | timeout 5 socat - "UNIX-CONNECT:$SOCK" >/dev/null 2>&1
+printf '\x02\x80\x00\x00' | timeout 5 socat - "UNIX-CONNECT:$SOCK" >/dev/null 2>&1
+head -c 100000 /dev/urandom | timeout 5 socat - "UNIX-CONNECT:$SOCK" >/dev/null 2>&1
+wait $LONG
+t_contains "garbage, truncated and 40 MiB frames drop only their client" "$(cat "$D/robust.out")" "long session calls: 40"
+t_check "proxy survives bad clients" kill -0 "$PROXY_PID"
+
+out=$($PY - "$PU" <<'PYEOF' 2>&1
+import sys, threading, libvirt
+ok = []
+def work():
+    c = libvirt.open(sys.argv[1])
+    for _ in range(5):
+        c.getLibVersion(); c.listAllDomains()
+    c.close(); ok.append(1)
+ts = [threading.Thread(target=work) for _ in range(200)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print("clients done:", len(ok))
+PYEOF
+)
+t_contains "200 concurrent clients each doing calls" "$out" "clients done: 200"
+
+# A broad session, through the proxy and directly: same answers.
+TINY=vhfx-proxy-tcg
+cat >"$D/tiny.xml" <<XML
+<domain type='qemu'>
+  <name>$TINY</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='user'><model type='virtio'/></interface>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+  </devices>
+</domain>
+XML
+undefine "$TINY"
+vm_cleanup_on_exit "$TINY"
+"${VP[@]}" define "$D/tiny.xml" >/dev/null
+for cmd in "list --all" "dominfo $TINY" "dumpxml $TINY" "domstate $TINY" "nodeinfo" "capabilities"; do
+  # shellcheck disable=SC2086
+  t_eq "same answer direct and proxied: virsh $cmd" "$("${VD[@]}" $cmd 2>&1)" "$("${VP[@]}" $cmd 2>&1)"
+done
+timeout 60 virsh -c "$PU" event --all --loop --timeout 40 >"$D/events.out" 2>&1 &
+EV=$!
+sleep 1
+t_check "start of a TCG guest through the proxy" timeout 60 "${VP[@]}" start "$TINY"
+t_eq "domstate after start" "running" "$("${VP[@]}" domstate "$TINY" | head -1)"
+sleep 2
+t_check "screenshot (a stream) through the proxy" timeout 60 "${VP[@]}" screenshot "$TINY" "$D/shot-proxy.ppm"
+timeout 60 "${VD[@]}" screenshot "$TINY" "$D/shot-direct.ppm" >/dev/null 2>&1
+# The picture may change between the two shots; the format may not.
+t_eq "screenshot in the same format as direct" "$(head -c 8 "$D/shot-direct.ppm" | od -An -tx1)" \
+  "$(head -c 8 "$D/shot-proxy.ppm" 2>/dev/null | od -An -tx1)"
+t_check "screenshot is not empty" test -s "$D/shot-proxy.ppm"
+t_check "save through the proxy" timeout 120 "${VP[@]}" save "$TINY" "$D/tiny.save"
+t_eq "saved guest is shut off" "shut off" "$("${VD[@]}" domstate "$TINY" | head -1)"
+t_check "restore through the proxy" timeout 120 "${VP[@]}" restore "$D/tiny.save"
+t_eq "restored guest runs" "running" "$("${VD[@]}" domstate "$TINY" | head -1)"
+t_check "destroy through the proxy" "${VP[@]}" destroy "$TINY"
+sleep 1
+kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null
+ev=$(cat "$D/events.out")
+t_contains "event --all through the proxy: started" "$ev" "lifecycle' for domain '$TINY': Started"
+t_contains "event --all through the proxy: stopped" "$ev" "lifecycle' for domain '$TINY': Stopped"
+# virsh create --pass-fds sends DOMAIN_CREATE_XML_WITH_FILES with an fd after the frame.
+a=$(timeout 30 "${VD[@]}" create "$D/tiny.xml" --pass-fds 3 3</dev/null 2>&1)
+"${VD[@]}" destroy "$TINY" >/dev/null 2>&1
+b=$(timeout 30 "${VP[@]}" create "$D/tiny.xml" --pass-fds 3 3</dev/null 2>&1)
+"${VD[@]}" destroy "$TINY" >/dev/null 2>&1
+t_eq "create --pass-fds (fd passing) answers as direct" "$a" "$b"
+undefine "$TINY"
+
+# libvirtd restarts under the proxy.
+$PY - "$PU" >"$D/restart.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+c.getLibVersion()
+time.sleep(3)
+try:
+    c.getLibVersion(); print("call after restart: ok?!")
+except libvirt.libvirtError as e:
+    print("call after restart failed cleanly")
+PYEOF
+RC=$!
+sleep 1
+LVPID=$(cat /run/libvirtd.pid 2>/dev/null)
+if [ -n "$LVPID" ] && kill "$LVPID"; then
+  wait_for "! kill -0 $LVPID" 30
+  # Not holding the test lock's fd: this daemon outlives the suite.
+  libvirtd -d {T_LOCK_FD}>&-
+  wait_for "${VIRSH[*]} version" 30
+  wait $RC
+  t_contains "libvirtd restart: the proxied client sees its connection close" "$(cat "$D/restart.out")" "failed cleanly"
+  t_check "libvirtd restart: new clients work again" "${VP[@]}" list --all
+else
+  t_fail "libvirtd restart" "no /run/libvirtd.pid"
+fi
+
+# SIGTERM with a client attached: drain, close, remove the socket.
+$PY - "$PU" >"$D/term.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+c.getLibVersion(); print("connected", flush=True)
+time.sleep(3)
+try:
+    c.getLibVersion(); print("after stop: ok?!")
+except libvirt.libvirtError:
+    print("after stop: closed")
+PYEOF
+TC=$!
+wait_for "grep -q connected '$D/term.out'" 10
+kill -TERM "$PROXY_PID"
+if wait_for "! kill -0 $PROXY_PID" 10; then t_ok "SIGTERM stops the proxy"; else t_fail "SIGTERM stops the proxy"; fi
+wait "$PROXY_PID" 2>/dev/null
+PROXY_PID=
+wait $TC
+t_contains "SIGTERM: the attached client sees the connection close" "$(cat "$D/term.out")" "after stop: closed"
+t_check "SIGTERM: the sockets are removed" test ! -e "$SOCK" -a ! -e "$ROSOCK"
+
+t_done
