@@ -49,11 +49,19 @@ t_done() {
 }
 
 on_exit() { T_CLEANUP+=("$*"); }
-_t_run_cleanup() {
+# cleanup_mark prints a position in the cleanup list; cleanup_since MARK runs
+# (in reverse order) and forgets everything registered after it, so a suite can
+# tear down what it set up and check that nothing is left before it exits.
+cleanup_mark() { echo "${#T_CLEANUP[@]}"; }
+cleanup_since() {
   local i
-  for ((i = ${#T_CLEANUP[@]} - 1; i >= 0; i--)); do
+  for ((i = ${#T_CLEANUP[@]} - 1; i >= $1; i--)); do
     eval "${T_CLEANUP[$i]}" >/dev/null 2>&1 || true
+    unset "T_CLEANUP[$i]"
   done
+}
+_t_run_cleanup() {
+  cleanup_since 0
   rm -rf "$T_TMP"
 }
 trap _t_run_cleanup EXIT
@@ -69,9 +77,23 @@ wait_for() {
   return 1
 }
 
+# stop_pid PID: stop a process this suite started (by its id), waiting up to 10 s.
+stop_pid() {
+  [ -n "${1:-}" ] || return 0
+  kill "$1" 2>/dev/null || return 0
+  wait_for "! kill -0 $1" 10 || kill -9 "$1" 2>/dev/null
+  return 0
+}
+
 system_lock() {
   exec {T_LOCK_FD}>/run/lock/vhostfix-system-tests.lock
   flock -w 3600 "$T_LOCK_FD"
+}
+# no_lock CMD...: run CMD without the lock's file descriptor. Every daemon must
+# be started this way: a daemon that inherits the descriptor holds the lock for
+# as long as it lives, and every other suite then waits for it.
+no_lock() {
+  if [ -n "${T_LOCK_FD:-}" ]; then "$@" {T_LOCK_FD}>&-; else "$@"; fi
 }
 
 need_root() {
@@ -88,14 +110,25 @@ libvirt_up() {
   getent group libvirt >/dev/null || groupadd -r libvirt
   id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt libvirt-qemu
   mkdir -p /var/log/libvirt/qemu /var/lib/libvirt /var/run/libvirt
-  if ! pgrep -x virtlogd >/dev/null; then
-    virtlogd -d
-    on_exit "pkill -x virtlogd"
+  # Without udev, /dev/kvm can be root:root 0600 (Debian's udev rule makes it
+  # root:kvm 0660). libvirt then probes QEMU with KVM but finds KVM unusable for
+  # libvirt-qemu, so it declares its capabilities cache stale on every lookup and
+  # re-probes QEMU: ~45 s for each define or create instead of ~0.5 s. Give
+  # /dev/kvm the udev permissions while the suite runs (guests stay TCG).
+  if [ -c /dev/kvm ] && [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
+    on_exit "chown $(stat -c %U:%G /dev/kvm) /dev/kvm; chmod $(stat -c %a /dev/kvm) /dev/kvm"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
   fi
-  if ! pgrep -x libvirtd >/dev/null; then
-    libvirtd -d
-    on_exit "pkill -x libvirtd; sleep 1"
-  fi
+  # Stop on exit only the daemons started here, by the PID in their pidfile
+  # (a pidfile left by a daemon that was killed is removed first).
+  local d
+  for d in virtlogd libvirtd; do
+    pgrep -x "$d" >/dev/null && continue
+    rm -f "/run/$d.pid"
+    no_lock "$d" -d
+    wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10
+    on_exit "stop_pid $(cat "/run/$d.pid" 2>/dev/null)"
+  done
   wait_for "${VIRSH[*]} version" 30 || { echo "$T_NAME: libvirtd did not come up" >&2; return 1; }
 }
 
@@ -113,18 +146,18 @@ ovs_up() {
   if ! pgrep -x ovsdb-server >/dev/null; then
     rm -f /var/lib/openvswitch/conf.db
     ovsdb-tool create /var/lib/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
-    ovsdb-server /var/lib/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
-      --pidfile=/run/openvswitch/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
-    on_exit "kill \$(cat /run/openvswitch/ovsdb-server.pid)"
+    no_lock ovsdb-server /var/lib/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
+      --pidfile=/run/openvswitch/ovsdb-server.pid --detach -vconsole:off --log-file=/var/log/openvswitch/ovsdb-server.log
+    on_exit "stop_pid \$(cat /run/openvswitch/ovsdb-server.pid); rm -rf /run/openvswitch"
     ovs-vsctl --no-wait init
     ovs-vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
       other_config:dpdk-extra="--no-huge --legacy-mem -m 512 --no-pci" \
       other_config:per-port-memory=true other_config:pmd-maxsleep=10000
   fi
   if ! pgrep -x ovs-vswitchd >/dev/null; then
-    ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid \
-      --detach --log-file=/var/log/openvswitch/ovs-vswitchd.log
-    on_exit "kill \$(cat /run/openvswitch/ovs-vswitchd.pid); sleep 1; rm -rf /var/run/dpdk"
+    no_lock ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid \
+      --detach -vconsole:off --log-file=/var/log/openvswitch/ovs-vswitchd.log
+    on_exit "stop_pid \$(cat /run/openvswitch/ovs-vswitchd.pid); rm -rf /var/run/dpdk"
   fi
   wait_for "[ \"\$(ovs-vsctl get Open_vSwitch . dpdk_initialized)\" = true ]" 60 || return 1
   ovs-vsctl --may-exist add-br br-vhu -- set bridge br-vhu datapath_type=netdev
