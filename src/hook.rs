@@ -81,9 +81,21 @@ pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) ->
             if !crate::logging::to_stderr() {
                 log::error!("{subject}: {failure}; denying (hook.on_error = \"deny\")");
             }
-            eprintln!("vhostfix refused {subject}: {failure} (hook.on_error = \"deny\")");
+            eprintln!(
+                "vhostfix refused to {} domain '{}': {failure} (hook.on_error = \"deny\"; \"allow\" lets the guest start and only logs this)",
+                verb(&call.op),
+                call.name
+            );
             DENY
         }
+    }
+}
+
+/// What the user was doing, for messages: `prepare` is part of starting a guest.
+fn verb(op: &str) -> &str {
+    match op {
+        "prepare" => "start",
+        other => other,
     }
 }
 
@@ -113,8 +125,9 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin")
     );
     if !checked {
-        log::debug!(
-            "domain '{}' {}/{}: nothing to check",
+        // Logged at info too, so an operator sees every phase libvirt ran.
+        log::info!(
+            "domain='{}' op={}/{} action=allow (nothing to check in this phase)",
             call.name,
             call.op,
             call.subop
@@ -158,10 +171,7 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
     if deny.is_empty() {
         return Ok(0);
     }
-    let verb = match phase.0 {
-        "prepare" => "start",
-        other => other,
-    };
+    let verb = verb(phase.0);
     let reasons: Vec<&str> = deny.iter().map(|p| p.text.as_str()).collect();
     let message = format!(
         "vhostfix refused to {verb} domain '{}': {}",

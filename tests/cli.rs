@@ -750,9 +750,8 @@ fn hook_on_error_deny() {
     );
     assert_eq!(o.code, 1);
     assert!(
-        o.stderr.contains(
-            "vhostfix refused domain 'vm1' prepare/begin: domain XML: 1:1: malformed XML"
-        ),
+        o.stderr
+            .contains("vhostfix refused to start domain 'vm1': domain XML: 1:1: malformed XML"),
         "{}",
         o.stderr
     );

@@ -95,8 +95,14 @@ hook_log() {
   fi | sed -E 's/<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} /\n&/g' | grep -a 'vhostfix\[[0-9]*\]: '
 }
 # verdicts NAME: the hook's decisions for a domain, e.g. "prepare/begin:allow".
+# Only the phases the hook checks; the others are logged as "nothing to check".
 verdicts() {
-  hook_log | sed -nE "s/.*domain='$1' op=([a-z]+\/[a-z]+) .*action=([a-z]+).*/\1:\2/p" | paste -sd' ' -
+  hook_log | grep -v 'nothing to check' |
+    sed -nE "s/.*domain='$1' op=([a-z]+\/[a-z]+) .*action=([a-z]+).*/\1:\2/p" | paste -sd' ' -
+}
+# phases_logged NAME: every phase the hook logged for a domain, in order.
+phases_logged() {
+  hook_log | sed -nE "s/.*domain='$1' op=([a-z]+\/[a-z]+) .*/\1/p" | paste -sd' ' -
 }
 # calls NAME: the phases libvirt called for a domain since the last `: >$CALLS`.
 calls() { [ -f "$CALLS" ] && awk -v d="$1" '$1 == d { printf "%s%s/%s", n++ ? " " : "", $2, $3 }' "$CALLS"; }
@@ -216,6 +222,11 @@ t_eq "2: ... it is gone" "absent" "$(state "$PLAIN")"
 t_eq "2: ... libvirt called" "stopped/end release/end" "$(calls "$PLAIN")"
 t_eq "2: the hook decided nothing else for it" \
   "prepare/begin:allow restore/begin:allow prepare/begin:allow" "$(verdicts "$PLAIN")"
+all="prepare/begin start/begin started/begin stopped/end release/end"
+all="$all restore/begin prepare/begin start/begin started/begin stopped/end release/end"
+wait_for "[ \"\$(phases_logged '$PLAIN')\" = '$all' ]" 5
+t_eq "2: the hook logged every phase libvirt called (create, save, restore, destroy)" \
+  "$all" "$(phases_logged "$PLAIN")"
 
 t_log "section 3. at ${SECONDS}s"
 # --- 3. what the hook refuses at start, and when it cannot decide -----------
@@ -278,8 +289,8 @@ printf '[hook]\non_error = "deny"\n' >"$T_TMP/deny.toml"
 out=$(printf garbage | VHOSTFIX_CONFIG=$T_TMP/deny.toml "$VHOSTFIX" hook qemu x prepare begin - 2>"$T_TMP/deny.err")
 t_eq "3: garbage with on_error = deny: denied (exit 1), nothing on stdout" "1:" "$?:$out"
 t_contains "3: ... the message on stderr" "$(cat "$T_TMP/deny.err")" \
-  "vhostfix refused domain 'x' prepare/begin: domain XML:"
-t_contains "3: ... names the setting" "$(cat "$T_TMP/deny.err")" "(hook.on_error = \"deny\")"
+  "vhostfix refused to start domain 'x': domain XML:"
+t_contains "3: ... names the setting" "$(cat "$T_TMP/deny.err")" "hook.on_error = \"deny\""
 
 printf '[hook]\non_error = "sometimes"\n' >"$T_TMP/broken.toml"
 out=$(VHOSTFIX_CONFIG=$T_TMP/broken.toml VHOSTFIX_LOG=stderr \

@@ -50,6 +50,12 @@ deb_entry -rwxr-xr-x /usr/bin/vhostfix
 deb_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
 deb_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
 deb_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
+deb_entry -rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service
+for f in libvirtd.socket.conf libvirtd-ro.socket.conf libvirtd-admin.socket.conf libvirtd.conf.snippet tmpfiles.conf vhostfix.toml; do
+  deb_entry -rw-r--r-- "/usr/lib/vhostfix/transparent/$f"
+done
+deb_entry -rw-r--r-- /usr/share/man/man1/vhostfix-proxy.1.gz
+deb_entry -rw-r--r-- /usr/share/doc/vhostfix/proxy.md
 for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man; do
   deb_entry -rw-r--r-- "/usr/share/man/man1/$page.1.gz"
 done
@@ -98,6 +104,9 @@ rpm_entry -rwxr-xr-x /usr/bin/vhostfix
 rpm_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
 rpm_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
 rpm_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
+rpm_entry -rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service
+rpm_entry -rw-r--r-- /usr/lib/vhostfix/transparent/libvirtd.socket.conf
+rpm_entry -rw-r--r-- /usr/share/doc/vhostfix/proxy.md
 rpm_entry -rw-r--r-- /usr/share/man/man1/vhostfix.1.gz
 rpm_entry -rw-r--r-- /usr/share/bash-completion/completions/vhostfix
 rpm_entry -rw-r--r-- /usr/share/zsh/site-functions/_vhostfix
@@ -206,6 +215,8 @@ guest "$BAD" vhostuser
 
 out=$(dpkg -i "$DEB" 2>&1); rc=$?
 t_eq "dpkg -i succeeds" 0 "$rc"
+t_check "the proxy unit is installed but not enabled" \
+  sh -c 'test -f /usr/lib/systemd/system/vhostfix-proxy.service && ! test -e /etc/systemd/system/multi-user.target.wants/vhostfix-proxy.service'
 t_contains "postinst checks the installed configuration" "$out" "vhostfix: configuration ok: $CONF"
 lv=$(libvirtd --version); lv=${lv##* }
 t_contains "postinst says where the hook went" "$out" "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt $lv runs qemu.d/ itself)"
