@@ -611,20 +611,19 @@ fn hook_allows_other_phases_without_output() {
 fn hook_checks_can_be_set_to_warn_or_off() {
     let d = scratch("hookwarn");
     let conf = d.join("v.toml");
-    std::fs::write(&conf, "[hook.checks]\nshared_memory = \"warn\"\n").unwrap();
-    let o = run_stdin(
-        &[
-            "hook",
-            "qemu",
-            "vm1",
-            "prepare",
-            "begin",
-            "-",
-            "--config",
-            conf.to_str().unwrap(),
-        ],
-        NO_SHARED_MEMORY.as_bytes(),
-    );
+    let prepare = |setting: &str| {
+        std::fs::write(
+            &conf,
+            format!("[hook.checks]\nshared_memory = \"{setting}\"\n"),
+        )
+        .unwrap();
+        let c = conf.to_str().unwrap();
+        hook(
+            &["vm1", "prepare", "begin", "-", "--config", c],
+            NO_SHARED_MEMORY,
+        )
+    };
+    let o = prepare("warn");
     assert_eq!(o.code, 0);
     assert!(
         o.stderr
@@ -632,20 +631,7 @@ fn hook_checks_can_be_set_to_warn_or_off() {
         "{}",
         o.stderr
     );
-    std::fs::write(&conf, "[hook.checks]\nshared_memory = \"off\"\n").unwrap();
-    let o = run_stdin(
-        &[
-            "hook",
-            "qemu",
-            "vm1",
-            "prepare",
-            "begin",
-            "-",
-            "--config",
-            conf.to_str().unwrap(),
-        ],
-        NO_SHARED_MEMORY.as_bytes(),
-    );
+    let o = prepare("off");
     assert_eq!(o.code, 0);
     assert!(!o.stderr.contains("warn:"));
 }

@@ -84,18 +84,11 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
                     call.name,
                     subject(None)
                 );
-                Decision {
-                    action: Action::Deny(wire::error_reply(
-                        &header,
-                        err::CONFIG_UNSUPPORTED,
-                        err::FROM_DOMAIN,
-                        &msg,
-                    )),
-                    log: Some((
-                        log::Level::Warn,
-                        format!("{what}: {why}; denied (proxy.on_error = \"deny\")"),
-                    )),
-                }
+                refusal(
+                    &header,
+                    &msg,
+                    format!("{what}: {why}; denied (proxy.on_error = \"deny\")"),
+                )
             }
         }
     };
@@ -159,18 +152,11 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         .collect();
     let deny = |why: &str, key: &str| -> Decision {
         let msg = deny_message(&call, &a, &subject(Some(&a)), why);
-        Decision {
-            action: Action::Deny(wire::error_reply(
-                &header,
-                err::CONFIG_UNSUPPORTED,
-                err::FROM_DOMAIN,
-                &msg,
-            )),
-            log: Some((
-                log::Level::Warn,
-                format!("{what} action=deny ({key}): {}", fixes.join(", ")),
-            )),
-        }
+        refusal(
+            &header,
+            &msg,
+            format!("{what} action=deny ({key}): {}", fixes.join(", ")),
+        )
     };
     if call.role == XmlRole::FixedAbi {
         return match config.proxy.fixed_abi_calls {
@@ -200,6 +186,19 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             )),
         },
         None => fail("the corrected XML would exceed libvirt's size limits".into()),
+    }
+}
+
+/// A refused call: libvirt's "unsupported configuration" error reply, and a warning for the log.
+fn refusal(header: &wire::Header, message: &str, log: String) -> Decision {
+    Decision {
+        action: Action::Deny(wire::error_reply(
+            header,
+            err::CONFIG_UNSUPPORTED,
+            err::FROM_DOMAIN,
+            message,
+        )),
+        log: Some((log::Level::Warn, log)),
     }
 }
 
