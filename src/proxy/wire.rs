@@ -66,6 +66,18 @@ pub mod procs {
     pub const DOMAIN_CREATE_XML_WITH_FILES: i32 = 309;
     pub const DOMAIN_DEFINE_XML_FLAGS: i32 = 350;
     pub const DOMAIN_MANAGED_SAVE_DEFINE_XML: i32 = 389;
+    pub const DOMAIN_MIGRATE_PREPARE2: i32 = 108;
+    pub const DOMAIN_MIGRATE_PREPARE_TUNNEL: i32 = 148;
+    pub const DOMAIN_MIGRATE_BEGIN3: i32 = 213;
+    pub const DOMAIN_MIGRATE_PREPARE3: i32 = 214;
+    pub const DOMAIN_MIGRATE_PREPARE_TUNNEL3: i32 = 215;
+    pub const DOMAIN_MIGRATE_PERFORM3: i32 = 216;
+    pub const DOMAIN_MIGRATE_BEGIN3_PARAMS: i32 = 302;
+    pub const DOMAIN_MIGRATE_PREPARE3_PARAMS: i32 = 303;
+    pub const DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: i32 = 304;
+    pub const DOMAIN_MIGRATE_PERFORM3_PARAMS: i32 = 305;
+    pub const DOMAIN_SAVE_PARAMS: i32 = 440;
+    pub const DOMAIN_RESTORE_PARAMS: i32 = 441;
 }
 
 /// libvirt error codes and domains used in replies the proxy makes itself.
@@ -195,7 +207,14 @@ pub enum XdrError {
     StringTooLong(u32),
     #[error("optional marker {0} is neither 0 nor 1")]
     BadOptional(u32),
+    #[error("typed parameter type {0} is unknown")]
+    BadParamType(i32),
+    #[error("{0} typed parameters are over the limit")]
+    TooManyParams(u32),
 }
+
+/// At most this many typed parameters in one call (libvirt's own lists are far shorter).
+pub const MAX_TYPED_PARAMS: u32 = 1024;
 
 /// A cursor over XDR data.
 #[derive(Debug, Clone)]
@@ -256,6 +275,52 @@ impl<'a> Xdr<'a> {
             1 => self.string().map(Some),
             n => Err(XdrError::BadOptional(n)),
         }
+    }
+
+    /// `opaque<>`: length, bytes, padding (e.g. a migration cookie).
+    pub fn opaque(&mut self) -> Result<&'a [u8], XdrError> {
+        self.string()
+    }
+
+    /// `unsigned hyper`: 8 bytes.
+    pub fn hyper(&mut self) -> Result<u64, XdrError> {
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
+
+    /// `remote_typed_param params<>`: returns the first string parameter named
+    /// one of `wanted`, with the byte range of its XDR string.
+    pub fn typed_params_find(
+        &mut self,
+        wanted: &[&str],
+    ) -> Result<Option<(&'a [u8], Range<usize>)>, XdrError> {
+        let n = self.u32()?;
+        if n > MAX_TYPED_PARAMS {
+            return Err(XdrError::TooManyParams(n));
+        }
+        let mut found = None;
+        for _ in 0..n {
+            let field = self.string()?;
+            match self.i32()? {
+                1 | 2 | 6 => {
+                    self.u32()?;
+                }
+                3..=5 => {
+                    self.hyper()?;
+                }
+                7 => {
+                    let start = self.pos;
+                    let v = self.string()?;
+                    if found.is_none() && wanted.iter().any(|w| w.as_bytes() == field) {
+                        found = Some((v, start..self.pos));
+                    }
+                }
+                t => return Err(XdrError::BadParamType(t)),
+            }
+        }
+        Ok(found)
     }
 
     /// `remote_nonnull_domain`: name, 16-byte uuid, id.
@@ -366,6 +431,18 @@ pub fn proc_name(p: i32) -> Option<&'static str> {
         DOMAIN_CREATE_XML_WITH_FILES => "DOMAIN_CREATE_XML_WITH_FILES",
         DOMAIN_DEFINE_XML_FLAGS => "DOMAIN_DEFINE_XML_FLAGS",
         DOMAIN_MANAGED_SAVE_DEFINE_XML => "DOMAIN_MANAGED_SAVE_DEFINE_XML",
+        DOMAIN_MIGRATE_PREPARE2 => "DOMAIN_MIGRATE_PREPARE2",
+        DOMAIN_MIGRATE_PREPARE_TUNNEL => "DOMAIN_MIGRATE_PREPARE_TUNNEL",
+        DOMAIN_MIGRATE_BEGIN3 => "DOMAIN_MIGRATE_BEGIN3",
+        DOMAIN_MIGRATE_PREPARE3 => "DOMAIN_MIGRATE_PREPARE3",
+        DOMAIN_MIGRATE_PREPARE_TUNNEL3 => "DOMAIN_MIGRATE_PREPARE_TUNNEL3",
+        DOMAIN_MIGRATE_PERFORM3 => "DOMAIN_MIGRATE_PERFORM3",
+        DOMAIN_MIGRATE_BEGIN3_PARAMS => "DOMAIN_MIGRATE_BEGIN3_PARAMS",
+        DOMAIN_MIGRATE_PREPARE3_PARAMS => "DOMAIN_MIGRATE_PREPARE3_PARAMS",
+        DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS => "DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS",
+        DOMAIN_MIGRATE_PERFORM3_PARAMS => "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+        DOMAIN_SAVE_PARAMS => "DOMAIN_SAVE_PARAMS",
+        DOMAIN_RESTORE_PARAMS => "DOMAIN_RESTORE_PARAMS",
         _ => return None,
     })
 }
@@ -386,6 +463,17 @@ pub fn xml_call(frame: &[u8]) -> Result<Option<XmlCall<'_>>, XdrError> {
         x.u32()?;
     }
     let p = h.procedure;
+    if let Some(found) = fixed_abi_xml(p, &mut x)? {
+        let (domain, xml, range) = found;
+        return Ok(Some(XmlCall {
+            procedure: p,
+            name: proc_name(p).unwrap_or("?"),
+            role: XmlRole::FixedAbi,
+            domain,
+            xml,
+            range: base + range.start..base + range.end,
+        }));
+    }
     let (role, domain) = match p {
         DOMAIN_CREATE_XML
         | DOMAIN_DEFINE_XML
@@ -423,6 +511,90 @@ pub fn xml_call(frame: &[u8]) -> Result<Option<XmlCall<'_>>, XdrError> {
         xml,
         range: base + start..base + x.pos(),
     }))
+}
+
+/// Typed parameters that carry a domain XML in save/restore and migration calls.
+const SAVE_XML_PARAMS: [&str; 1] = ["dxml"];
+const MIGRATE_XML_PARAMS: [&str; 2] = ["destination_xml", "persistent_xml"];
+
+type Found<'a> = (Option<DomainRef<'a>>, &'a [u8], Range<usize>);
+
+/// The domain XML of save/restore-with-parameters and migration calls, whose
+/// guest ABI is fixed (the proxy may only check these, never rewrite them).
+/// `Ok(None)`: another procedure, or no XML in this call.
+fn fixed_abi_xml<'a>(p: i32, x: &mut Xdr<'a>) -> Result<Option<Found<'a>>, XdrError> {
+    use procs::*;
+    // A nonnull string argument read at the cursor.
+    fn at<'a>(x: &mut Xdr<'a>, d: Option<DomainRef<'a>>) -> Result<Option<Found<'a>>, XdrError> {
+        let start = x.pos();
+        let xml = x.string()?;
+        Ok(Some((d, xml, start..x.pos())))
+    }
+    // An optional (remote_string) argument read at the cursor.
+    fn opt_at<'a>(
+        x: &mut Xdr<'a>,
+        d: Option<DomainRef<'a>>,
+    ) -> Result<Option<Found<'a>>, XdrError> {
+        if x.u32()? == 0 {
+            return Ok(None);
+        }
+        at(x, d)
+    }
+    let params = |x: &mut Xdr<'a>, d, names: &[&str]| -> Result<Option<Found<'a>>, XdrError> {
+        Ok(x.typed_params_find(names)?.map(|(xml, r)| (d, xml, r)))
+    };
+    match p {
+        DOMAIN_SAVE_PARAMS => {
+            let d = x.domain()?;
+            params(x, Some(d), &SAVE_XML_PARAMS)
+        }
+        DOMAIN_RESTORE_PARAMS => params(x, None, &SAVE_XML_PARAMS),
+        DOMAIN_MIGRATE_BEGIN3_PARAMS => {
+            let d = x.domain()?;
+            params(x, Some(d), &MIGRATE_XML_PARAMS)
+        }
+        DOMAIN_MIGRATE_PREPARE3_PARAMS | DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS => {
+            params(x, None, &MIGRATE_XML_PARAMS)
+        }
+        DOMAIN_MIGRATE_PERFORM3_PARAMS => {
+            let d = x.domain()?;
+            x.opt_string()?; // dconnuri
+            params(x, Some(d), &MIGRATE_XML_PARAMS)
+        }
+        DOMAIN_MIGRATE_BEGIN3 | DOMAIN_MIGRATE_PERFORM3 => {
+            let d = x.domain()?;
+            opt_at(x, Some(d)) // xmlin
+        }
+        DOMAIN_MIGRATE_PREPARE2 => {
+            x.opt_string()?; // uri_in
+            x.hyper()?; // flags
+            x.opt_string()?; // dname
+            x.hyper()?; // resource
+            at(x, None)
+        }
+        DOMAIN_MIGRATE_PREPARE_TUNNEL => {
+            x.hyper()?;
+            x.opt_string()?;
+            x.hyper()?;
+            at(x, None)
+        }
+        DOMAIN_MIGRATE_PREPARE3 => {
+            x.opaque()?; // cookie_in
+            x.opt_string()?; // uri_in
+            x.hyper()?;
+            x.opt_string()?;
+            x.hyper()?;
+            at(x, None)
+        }
+        DOMAIN_MIGRATE_PREPARE_TUNNEL3 => {
+            x.opaque()?;
+            x.hyper()?;
+            x.opt_string()?;
+            x.hyper()?;
+            at(x, None)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A frame with the XDR string at `range` replaced by `xml`, length word recomputed.
@@ -716,6 +888,90 @@ mod tests {
             assert_eq!(&out[c2.range.end..], &f[c.range.end..], "proc {p}");
             assert_eq!(&out[..c2.range.start][4..], &f[..c.range.start][4..]);
         }
+    }
+
+    fn param_str(out: &mut Vec<u8>, field: &str, v: &str) {
+        put_string(out, field.as_bytes());
+        put_i32(out, 7);
+        put_string(out, v.as_bytes());
+    }
+
+    #[test]
+    fn fixed_abi_xml_in_typed_params_and_migration_calls() {
+        let xml = "<domain><name>m</name></domain>";
+        // DOMAIN_RESTORE_PARAMS: params [file, an int, a hyper, dxml], flags.
+        let mut a = Vec::new();
+        put_u32(&mut a, 4);
+        param_str(&mut a, "file", "/x.save");
+        put_string(&mut a, b"bandwidth");
+        put_i32(&mut a, 2);
+        put_u32(&mut a, 9);
+        put_string(&mut a, b"size");
+        put_i32(&mut a, 4);
+        a.extend_from_slice(&7u64.to_be_bytes());
+        param_str(&mut a, "dxml", xml);
+        put_u32(&mut a, 0);
+        let f = call(procs::DOMAIN_RESTORE_PARAMS, mtype::CALL, 3, &a);
+        let c = xml_call(&f).unwrap().unwrap();
+        assert_eq!(
+            (c.role, c.xml, c.name),
+            (XmlRole::FixedAbi, xml.as_bytes(), "DOMAIN_RESTORE_PARAMS")
+        );
+        assert_eq!(
+            Xdr::new(&f[c.range.clone()]).string().unwrap(),
+            xml.as_bytes()
+        );
+
+        // DOMAIN_SAVE_PARAMS without dxml: nothing to check.
+        let mut a = dom("m");
+        put_u32(&mut a, 1);
+        param_str(&mut a, "file", "/x.save");
+        put_u32(&mut a, 0);
+        assert!(
+            xml_call(&call(procs::DOMAIN_SAVE_PARAMS, mtype::CALL, 4, &a))
+                .unwrap()
+                .is_none()
+        );
+
+        // DOMAIN_MIGRATE_PREPARE3: cookie, uri_in, flags, dname, resource, dom_xml.
+        let mut a = Vec::new();
+        put_string(&mut a, b"cookie!");
+        put_opt_string(&mut a, Some(b"tcp://h"));
+        a.extend_from_slice(&1u64.to_be_bytes());
+        put_opt_string(&mut a, None);
+        a.extend_from_slice(&0u64.to_be_bytes());
+        put_string(&mut a, xml.as_bytes());
+        let f = call(procs::DOMAIN_MIGRATE_PREPARE3, mtype::CALL, 5, &a);
+        let c = xml_call(&f).unwrap().unwrap();
+        assert_eq!((c.role, c.xml), (XmlRole::FixedAbi, xml.as_bytes()));
+
+        // DOMAIN_MIGRATE_PERFORM3_PARAMS: dom, dconnuri, params, cookie, flags.
+        let mut a = dom("m");
+        put_opt_string(&mut a, None);
+        put_u32(&mut a, 1);
+        param_str(&mut a, "persistent_xml", xml);
+        put_string(&mut a, b"");
+        put_u32(&mut a, 0);
+        let f = call(procs::DOMAIN_MIGRATE_PERFORM3_PARAMS, mtype::CALL, 6, &a);
+        let c = xml_call(&f).unwrap().unwrap();
+        assert_eq!(c.domain.unwrap().name, b"m");
+        assert_eq!(c.xml, xml.as_bytes());
+
+        // Unknown parameter types and absurd counts are errors, not panics.
+        let mut a = Vec::new();
+        put_u32(&mut a, 1);
+        put_string(&mut a, b"dxml");
+        put_i32(&mut a, 99);
+        assert_eq!(
+            xml_call(&call(procs::DOMAIN_RESTORE_PARAMS, mtype::CALL, 7, &a)),
+            Err(XdrError::BadParamType(99))
+        );
+        let mut a = Vec::new();
+        put_u32(&mut a, 1 << 30);
+        assert_eq!(
+            xml_call(&call(procs::DOMAIN_RESTORE_PARAMS, mtype::CALL, 8, &a)),
+            Err(XdrError::TooManyParams(1 << 30))
+        );
     }
 
     #[test]

@@ -134,6 +134,44 @@ PYEOF
 )
 t_contains "deny: libvirtError code 67 from domain 20" "$out" "code 67 domain 20"
 t_contains "deny: the connection stays usable" "$out" "still usable: True True"
+
+# --- calls whose guest ABI is fixed: forwarded by default, refused on request ---
+# restoreFlags (DOMAIN_RESTORE_FLAGS) and restoreParams (DOMAIN_RESTORE_PARAMS,
+# typed parameter "dxml") with the seed's e1000 XML and a file that does not
+# exist: forwarded, libvirt answers about the file; refused, the proxy answers.
+restore_both() {
+  $PY - "$PU" "$SEED" <<'PYEOF' 2>&1
+import sys, libvirt
+c = libvirt.open(sys.argv[1])
+xml = open(sys.argv[2]).read()
+missing = "/nonexistent/t.save"
+calls = [
+    ("restore_flags", lambda: c.restoreFlags(missing, xml, 0)),
+    ("restore_params", lambda: c.restoreParams(
+        {libvirt.VIR_DOMAIN_SAVE_PARAM_FILE: missing, libvirt.VIR_DOMAIN_SAVE_PARAM_DXML: xml}, 0)),
+]
+for name, call in calls:
+    try:
+        call()
+        print(name, "restored?!")
+    except libvirt.libvirtError as e:
+        print(name, "code", e.get_error_code(), "domain", e.get_error_domain(), "|", e.get_error_message())
+PYEOF
+}
+out=$(restore_both)
+t_contains "fixed ABI, forward (default): restoreFlags reaches libvirt" "$(grep restore_flags <<<"$out")" \
+  "Failed to open file '/nonexistent/t.save'"
+t_contains "fixed ABI, forward (default): restoreParams reaches libvirt" "$(grep restore_params <<<"$out")" \
+  "Failed to open file '/nonexistent/t.save'"
+printf '[proxy]\nfixed_abi_calls = "deny"\n' >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+wait_for "[ \$(grep -c 'configuration reloaded' '$D/proxy.log') -ge 2 ]" 10
+out=$(restore_both)
+t_contains "fixed ABI, deny: restoreFlags refused by the proxy" "$(grep restore_flags <<<"$out")" \
+  "code 67 domain 20 | unsupported configuration: vhostfix refused DOMAIN_RESTORE_FLAGS for domain '$SEED_NAME'"
+t_contains "fixed ABI, deny: restoreParams (typed dxml) refused by the proxy" "$(grep restore_params <<<"$out")" \
+  "code 67 domain 20 | unsupported configuration: vhostfix refused DOMAIN_RESTORE_PARAMS for domain '$SEED_NAME'"
+t_contains "fixed ABI, deny: the message says why" "$out" "cannot change here"
 : >"$D/proxy.toml"
 kill -HUP "$PROXY_PID"
 
