@@ -216,6 +216,9 @@ pub enum XdrError {
 /// At most this many typed parameters in one call (libvirt's own lists are far shorter).
 pub const MAX_TYPED_PARAMS: u32 = 1024;
 
+/// A string's bytes and the range of its XDR encoding in the buffer.
+pub type Located<'a> = (&'a [u8], Range<usize>);
+
 /// A cursor over XDR data.
 #[derive(Debug, Clone)]
 pub struct Xdr<'a> {
@@ -292,10 +295,7 @@ impl<'a> Xdr<'a> {
 
     /// `remote_typed_param params<>`: returns the first string parameter named
     /// one of `wanted`, with the byte range of its XDR string.
-    pub fn typed_params_find(
-        &mut self,
-        wanted: &[&str],
-    ) -> Result<Option<(&'a [u8], Range<usize>)>, XdrError> {
+    pub fn typed_params_find(&mut self, wanted: &[&str]) -> Result<Option<Located<'a>>, XdrError> {
         let n = self.u32()?;
         if n > MAX_TYPED_PARAMS {
             return Err(XdrError::TooManyParams(n));
