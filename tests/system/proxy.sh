@@ -310,25 +310,50 @@ else
   t_fail "libvirtd restart" "no /run/libvirtd.pid"
 fi
 
-# SIGTERM with a client attached: drain, close, remove the socket.
+# SIGTERM with one client idle and one with a call in flight: the proxy stops
+# accepting, waits for the call (libvirtd is paused with SIGSTOP so that the
+# call is surely in flight), then closes both connections and removes its sockets.
 $PY - "$PU" >"$D/term.out" 2>&1 <<'PYEOF' &
 import sys, time, libvirt
 c = libvirt.open(sys.argv[1])
 c.getLibVersion(); print("connected", flush=True)
-time.sleep(3)
+time.sleep(4)
 try:
     c.getLibVersion(); print("after stop: ok?!")
 except libvirt.libvirtError:
     print("after stop: closed")
 PYEOF
 TC=$!
-wait_for "grep -q connected '$D/term.out'" 10
+$PY - "$PU" >"$D/drain.out" 2>&1 <<'PYEOF' &
+import sys, time, libvirt
+c = libvirt.open(sys.argv[1])
+c.getLibVersion(); print("connected", flush=True)
+time.sleep(1)
+print("calling", flush=True)
+try:
+    print("in-flight call answered:", len(c.getHostname()) > 0, flush=True)
+except libvirt.libvirtError as e:
+    print("in-flight call failed:", e, flush=True)
+PYEOF
+DC=$!
+wait_for "grep -q connected '$D/term.out' && grep -q connected '$D/drain.out'" 10
+LVPID=$(cat /run/libvirtd.pid 2>/dev/null)
+on_exit "kill -CONT $LVPID"
+kill -STOP "$LVPID"
+wait_for "grep -q calling '$D/drain.out'" 10
+sleep 0.5 # the call now waits in the paused libvirtd
 kill -TERM "$PROXY_PID"
+sleep 1
+if kill -0 "$PROXY_PID" 2>/dev/null; then draining=yes; else draining=no; fi
+kill -CONT "$LVPID"
+t_eq "SIGTERM with a call in flight: the proxy waits for it" "yes" "$draining"
+wait $DC
+t_contains "SIGTERM: the call in flight gets its answer" "$(cat "$D/drain.out")" "in-flight call answered: True"
 if wait_for "! kill -0 $PROXY_PID" 10; then t_ok "SIGTERM stops the proxy"; else t_fail "SIGTERM stops the proxy"; fi
 wait "$PROXY_PID" 2>/dev/null
 PROXY_PID=
 wait $TC
-t_contains "SIGTERM: the attached client sees the connection close" "$(cat "$D/term.out")" "after stop: closed"
+t_contains "SIGTERM: the idle client sees the connection close" "$(cat "$D/term.out")" "after stop: closed"
 t_check "SIGTERM: the sockets are removed" test ! -e "$SOCK" -a ! -e "$ROSOCK"
 
 t_done
