@@ -176,6 +176,27 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, InputErro
 
 /// Parses text (see [`decode`]) into a tree, enforcing every limit.
 pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Parsed<'a>, InputError> {
+    let doc = parse_any(text, limits)?;
+    let root = doc.root_element();
+    let kind = match (root.tag_name().namespace(), root.tag_name().name()) {
+        (None, "domain") => DocKind::Domain,
+        (None, "interface") => DocKind::Interface,
+        _ => {
+            return Err(InputError::UnexpectedRoot {
+                pos: Pos::of(text, root.range().start),
+                name: qname(text, root),
+            })
+        }
+    };
+    Ok(Parsed { doc, kind })
+}
+
+/// Like [`parse`], with every limit, but for any root element (e.g. a
+/// `<domainsnapshot>` that embeds a domain).
+pub fn parse_any<'a>(
+    text: &'a str,
+    limits: &Limits,
+) -> Result<roxmltree::Document<'a>, InputError> {
     if text.len() > limits.max_input_bytes {
         return Err(InputError::TooLarge {
             limit: limits.max_input_bytes,
@@ -194,18 +215,7 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Parsed<'a>, InputErro
     let doc = roxmltree::Document::parse_with_options(text, opts)
         .map_err(|e| xml_error(text, e, limits))?;
     check_depth(&doc, limits.max_depth)?;
-    let root = doc.root_element();
-    let kind = match (root.tag_name().namespace(), root.tag_name().name()) {
-        (None, "domain") => DocKind::Domain,
-        (None, "interface") => DocKind::Interface,
-        _ => {
-            return Err(InputError::UnexpectedRoot {
-                pos: Pos::of(text, root.range().start),
-                name: qname(text, root),
-            })
-        }
-    };
-    Ok(Parsed { doc, kind })
+    Ok(doc)
 }
 
 /// The element's name as written (with its prefix, if any).

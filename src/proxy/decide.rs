@@ -96,6 +96,16 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
     let Ok(text) = std::str::from_utf8(call.xml) else {
         return fail("the XML is not valid UTF-8".into());
     };
+    // A snapshot redefinition carries the guest's <domain> inside <domainsnapshot>.
+    let text = if call.procedure == wire::procs::DOMAIN_SNAPSHOT_CREATE_XML {
+        match embedded_domain(text, &policy.limits) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Decision::forward(),
+            Err(e) => return fail(format!("snapshot XML: {e}")),
+        }
+    } else {
+        text
+    };
     if call.role == XmlRole::Device {
         let Some(dom) = call.domain else {
             return Decision::forward();
@@ -189,6 +199,24 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
     }
 }
 
+/// The `<domain>` element inside a `<domainsnapshot>`, as the original text.
+fn embedded_domain<'t>(
+    text: &'t str,
+    limits: &crate::parse::Limits,
+) -> Result<Option<&'t str>, crate::parse::InputError> {
+    let doc = crate::parse::parse_any(text, limits)?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "domainsnapshot" {
+        return Ok(None);
+    }
+    Ok(root
+        .children()
+        .find(|c| {
+            c.is_element() && c.tag_name().name() == "domain" && c.tag_name().namespace().is_none()
+        })
+        .map(|d| &text[d.range()]))
+}
+
 /// A refused call: libvirt's "unsupported configuration" error reply, and a warning for the log.
 fn refusal(header: &wire::Header, message: &str, log: String) -> Decision {
     Decision {
@@ -279,6 +307,48 @@ mod tests {
         assert!(xml.contains("<model type='virtio'/>"));
         assert_eq!(xml.len(), WIN.len() + 1);
         assert!(d.log.unwrap().1.contains("action=rewrite"));
+    }
+
+    fn snapshot(flags: u32) -> Vec<u8> {
+        let inner = WIN.trim_start_matches(|c| c != '<');
+        let snap = format!(
+            "<domainsnapshot><name>s1</name><state>shutoff</state>{inner}</domainsnapshot>"
+        );
+        let mut a = Vec::new();
+        put_string(&mut a, b"win2019-vhu");
+        a.extend_from_slice(&[1u8; 16]);
+        put_i32(&mut a, -1);
+        put_string(&mut a, snap.as_bytes());
+        put_u32(&mut a, flags);
+        call(procs::DOMAIN_SNAPSHOT_CREATE_XML, &a)
+    }
+
+    #[test]
+    fn snapshot_redefinition_is_checked_as_fixed_abi() {
+        let mut c = Config::default();
+        c.proxy.fixed_abi_calls = FixedAbiAction::Deny;
+        // A plain snapshot (no REDEFINE) carries no domain to check.
+        let d = decide(&snapshot(0), &c, "uid=0", &mut no_lookup());
+        assert_eq!(d.action, Action::Forward);
+        let d = decide(
+            &snapshot(wire::SNAPSHOT_CREATE_REDEFINE),
+            &c,
+            "uid=0",
+            &mut no_lookup(),
+        );
+        let Action::Deny(reply) = d.action else {
+            panic!("{:?}", d.action)
+        };
+        let e = decode_error(payload(&reply)).unwrap();
+        let m = e.message.unwrap();
+        assert!(
+            m.contains("vhostfix refused DOMAIN_SNAPSHOT_CREATE_XML for domain 'win2019-vhu'"),
+            "{m}"
+        );
+        assert!(m.contains("has model e1000"), "{m}");
+        // Forwarded unchanged by default: the guest ABI is fixed, libvirt decides.
+        let d = decide(&snapshot(1), &Config::default(), "uid=0", &mut no_lookup());
+        assert_eq!(d.action, Action::Forward);
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub mod procs {
     pub const DOMAIN_MIGRATE_PREPARE3_PARAMS: i32 = 303;
     pub const DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: i32 = 304;
     pub const DOMAIN_MIGRATE_PERFORM3_PARAMS: i32 = 305;
+    pub const DOMAIN_SNAPSHOT_CREATE_XML: i32 = 185;
     pub const DOMAIN_SAVE_PARAMS: i32 = 440;
     pub const DOMAIN_RESTORE_PARAMS: i32 = 441;
 }
@@ -441,6 +442,7 @@ pub fn proc_name(p: i32) -> Option<&'static str> {
         DOMAIN_MIGRATE_PREPARE3_PARAMS => "DOMAIN_MIGRATE_PREPARE3_PARAMS",
         DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS => "DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS",
         DOMAIN_MIGRATE_PERFORM3_PARAMS => "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+        DOMAIN_SNAPSHOT_CREATE_XML => "DOMAIN_SNAPSHOT_CREATE_XML",
         DOMAIN_SAVE_PARAMS => "DOMAIN_SAVE_PARAMS",
         DOMAIN_RESTORE_PARAMS => "DOMAIN_RESTORE_PARAMS",
         _ => return None,
@@ -512,6 +514,9 @@ pub fn xml_call(frame: &[u8]) -> Result<Option<XmlCall<'_>>, XdrError> {
         range: base + start..base + x.pos(),
     }))
 }
+
+/// VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE.
+pub const SNAPSHOT_CREATE_REDEFINE: u32 = 1;
 
 /// Typed parameters that carry a domain XML in save/restore and migration calls.
 const SAVE_XML_PARAMS: [&str; 1] = ["dxml"];
@@ -592,6 +597,13 @@ fn fixed_abi_xml<'a>(p: i32, x: &mut Xdr<'a>) -> Result<Option<Found<'a>>, XdrEr
             x.opt_string()?;
             x.hyper()?;
             at(x, None)
+        }
+        DOMAIN_SNAPSHOT_CREATE_XML => {
+            // Only a redefinition carries a whole <domain> inside the snapshot XML.
+            let d = x.domain()?;
+            let found = at(x, Some(d))?;
+            let redefine = x.u32()? & SNAPSHOT_CREATE_REDEFINE != 0;
+            Ok(found.filter(|_| redefine))
         }
         _ => Ok(None),
     }

@@ -172,6 +172,12 @@ t_contains "fixed ABI, deny: restoreFlags refused by the proxy" "$(grep restore_
 t_contains "fixed ABI, deny: restoreParams (typed dxml) refused by the proxy" "$(grep restore_params <<<"$out")" \
   "code 67 domain 20 | unsupported configuration: vhostfix refused DOMAIN_RESTORE_PARAMS for domain '$SEED_NAME'"
 t_contains "fixed ABI, deny: the message says why" "$out" "cannot change here"
+{ echo "<domainsnapshot><name>vhfx-s1</name><state>shutoff</state><creationTime>1700000000</creationTime>"
+  cat "$SEED"; echo "</domainsnapshot>"; } >"$D/snap.xml"
+out=$(timeout 30 "${VP[@]}" snapshot-create "$SEED_NAME" "$D/snap.xml" --redefine 2>&1)
+t_contains "fixed ABI, deny: a snapshot redefinition embedding e1000 is refused by the proxy" "$out" \
+  "vhostfix refused DOMAIN_SNAPSHOT_CREATE_XML for domain '$SEED_NAME'"
+t_eq "... and no snapshot was made" "" "$("${VD[@]}" snapshot-list "$SEED_NAME" --name 2>&1)"
 : >"$D/proxy.toml"
 kill -HUP "$PROXY_PID"
 
