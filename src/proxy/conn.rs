@@ -8,7 +8,7 @@
 //! (relayed replies and our own error replies) never interleave.
 
 use super::decide::{self, Action};
-use super::fdpass::{peer_cred, write_frame, FrameReader, PeerCred, ReadError};
+use super::fdpass::{peer_cred, write_frame, Frame, FrameReader, PeerCred, ReadError};
 use super::lookup::Lookup;
 use super::wire::{self, err, procs, Header, Xdr, PROG_REMOTE};
 use super::Shared;
@@ -166,19 +166,36 @@ pub fn serve(client: UnixStream, cred: PeerCred, upstream_path: PathBuf, shared:
     log::debug!("{who}: disconnected");
 }
 
+/// The next frame, or `None` at EOF or on a bad frame (logged as
+/// `{who}: {before}{error}{after}` unless the connection is already closing).
+fn next_frame(
+    reader: &mut FrameReader,
+    handle: &Handle,
+    who: &str,
+    before: &str,
+    after: &str,
+) -> Option<Frame> {
+    match reader.read_frame() {
+        Ok(f) => Some(f),
+        Err(ReadError::Eof) => None,
+        Err(e) => {
+            if !handle.closed.load(Ordering::SeqCst) {
+                log::warn!("{who}: {before}{e}{after}");
+            }
+            None
+        }
+    }
+}
+
 fn relay_down(upstream: UnixStream, client: &Mutex<UnixStream>, handle: &Handle, who: &str) {
     let mut reader = FrameReader::new(upstream);
-    loop {
-        let f = match reader.read_frame() {
-            Ok(f) => f,
-            Err(ReadError::Eof) => break,
-            Err(e) => {
-                if !handle.closed.load(Ordering::SeqCst) {
-                    log::warn!("{who}: from libvirt: {e}; closing the connection");
-                }
-                break;
-            }
-        };
+    while let Some(f) = next_frame(
+        &mut reader,
+        handle,
+        who,
+        "from libvirt: ",
+        "; closing the connection",
+    ) {
         if let Some(h) = Header::of_frame(&f.bytes) {
             if h.is_reply() && h.prog != wire::PROG_KEEPALIVE {
                 let _ = handle
@@ -209,17 +226,7 @@ fn relay_up(
 ) {
     let mut reader = FrameReader::new(client);
     let mut lookup = Lookup::new(upstream_path);
-    loop {
-        let f = match reader.read_frame() {
-            Ok(f) => f,
-            Err(ReadError::Eof) => break,
-            Err(e) => {
-                if !handle.closed.load(Ordering::SeqCst) {
-                    log::warn!("{who}: dropped: {e}");
-                }
-                break;
-            }
-        };
+    while let Some(f) = next_frame(&mut reader, handle, who, "dropped: ", "") {
         let Some(h) = Header::of_frame(&f.bytes) else {
             break;
         };
