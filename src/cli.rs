@@ -228,14 +228,9 @@ fn run(cli: Cli) -> Result<u8> {
 
 /// The configuration with command-line overrides applied, as a core policy.
 fn policy(cli: &Cli) -> Result<Policy> {
-    let (config, _) = config::load(cli.config.as_deref())?;
+    let (mut config, _) = config::load(cli.config.as_deref())?;
+    config.override_with(cli.guests, cli.target_model);
     let mut p = config.policy();
-    if let Some(g) = cli.guests {
-        p.guests = g;
-    }
-    if let Some(m) = cli.target_model {
-        p.target_model = m;
-    }
     if let Some(os) = cli.guest_os {
         let (v, w) = match os {
             GuestOs::Windows => (Verdict::Windows, "windows"),
@@ -421,12 +416,7 @@ fn config_check(path: Option<&Path>) -> Result<u8> {
 
 fn config_show(cli: &Cli) -> Result<u8> {
     let (mut config, source) = config::load(cli.config.as_deref())?;
-    if let Some(g) = cli.guests {
-        config.guests = g;
-    }
-    if let Some(m) = cli.target_model {
-        config.target_model = m;
-    }
+    config.override_with(cli.guests, cli.target_model);
     let mut out = io::stdout().lock();
     writeln!(out, "# effective vhostfix configuration, from {source}")?;
     out.write_all(config.to_toml().as_bytes())?;

@@ -213,6 +213,16 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Applies command-line overrides of `guests` and `target_model`.
+    pub fn override_with(&mut self, guests: Option<Guests>, target_model: Option<TargetModel>) {
+        if let Some(g) = guests {
+            self.guests = g;
+        }
+        if let Some(m) = target_model {
+            self.target_model = m;
+        }
+    }
+
     /// The core policy this configuration describes.
     pub fn policy(&self) -> Policy {
         Policy {

@@ -89,12 +89,7 @@ impl Shared {
 
 fn load(opts: &Options) -> Result<Settings> {
     let (mut config, source) = config::load(opts.config.as_deref())?;
-    if let Some(g) = opts.guests {
-        config.guests = g;
-    }
-    if let Some(m) = opts.target_model {
-        config.target_model = m;
-    }
+    config.override_with(opts.guests, opts.target_model);
     let allowed_gids = config
         .proxy
         .allowed_groups
