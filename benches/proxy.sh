@@ -7,6 +7,8 @@
 # (figures for BENCHMARKS-proxy.md).
 #   CALLS=1000 STREAM_MIB=512 ROUNDS=3 benches/proxy.sh
 #   UPSTREAM=/run/user/1000/libvirt/libvirt-sock URI_BASE=qemu:///session benches/proxy.sh
+# BASELINE=/path/to/other/vhostfix adds a fourth path, "baseline": the same
+# proxy workload through another build (e.g. the previous commit's).
 T_NAME=proxy-bench.sh
 . "$(dirname "$0")/../tests/lib/common.sh"
 need_root
@@ -28,10 +30,17 @@ PY=/usr/bin/python3
 VHOSTFIX_LOG=stderr:warn "$VHOSTFIX" proxy --listen "$D/proxy-sock" --upstream "$UPSTREAM" 2>"$D/proxy.log" &
 PP=$!
 on_exit "kill $PP"
+PATHS=(direct proxy socat)
+if [ -n "${BASELINE:-}" ]; then
+  VHOSTFIX_LOG=stderr:warn "$BASELINE" proxy --listen "$D/baseline-sock" --upstream "$UPSTREAM" 2>"$D/baseline.log" &
+  on_exit "kill $!"
+  PATHS+=(baseline)
+fi
 socat "UNIX-LISTEN:$D/socat-sock,fork" "UNIX-CONNECT:$UPSTREAM" &
 SP=$!
 on_exit "kill $SP"
 wait_for "[ -S $D/proxy-sock ] && [ -S $D/socat-sock ]" 10
+[ -z "${BASELINE:-}" ] || wait_for "[ -S $D/baseline-sock ]" 10
 
 DOM=vhfx-bench
 cat >"$D/dom.xml" <<XML
@@ -40,12 +49,17 @@ cat >"$D/dom.xml" <<XML
 XML
 "${VIRSH[@]}" define "$D/dom.xml" >/dev/null
 on_exit "${VIRSH[*]} undefine $DOM"
-mkdir -p "$D/pool"
-chmod 0777 "$D/pool"
-"${VIRSH[@]}" pool-create-as vhfx-bench-pool dir --target "$D/pool" >/dev/null
+# The pool and the blob live in memory (tmpfs): on disk, write-back of the
+# uploaded volume varied the direct upload time by +-20 % from round to round
+# and hid the relay's own cost.
+M=$(mktemp -d /dev/shm/vhfx-bench.XXXXXX)
+on_exit "rm -rf $M"
+mkdir -p "$M/pool"
+chmod 0777 "$M/pool"
+"${VIRSH[@]}" pool-create-as vhfx-bench-pool dir --target "$M/pool" >/dev/null
 on_exit "${VIRSH[*]} pool-destroy vhfx-bench-pool"
-[ "$STREAM_MIB" = 0 ] || head -c $((STREAM_MIB << 20)) /dev/urandom >"$D/blob"
-chmod 0644 "$D/blob"
+[ "$STREAM_MIB" = 0 ] || head -c $((STREAM_MIB << 20)) /dev/urandom >"$M/blob"
+chmod 0644 "$M/blob"
 
 calls() { # URI -> seconds for CALLS iterations
   $PY - "$1" "$CALLS" "$DOM" <<'PYEOF'
@@ -63,17 +77,17 @@ stream() { # URI -> seconds to upload the blob
   virsh -q -c "$uri" vol-create-as vhfx-bench-pool "$vol" "${STREAM_MIB}M" --format raw >/dev/null
   local t0 t1
   t0=$(date +%s.%N)
-  virsh -q -c "$uri" vol-upload "$vol" "$D/blob" --pool vhfx-bench-pool
+  virsh -q -c "$uri" vol-upload "$vol" "$M/blob" --pool vhfx-bench-pool
   t1=$(date +%s.%N)
   virsh -q -c "$uri" vol-delete "$vol" --pool vhfx-bench-pool >/dev/null
   echo "$t1 - $t0" | bc -l
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A U=([direct]="$URI_BASE?socket=$UPSTREAM" [proxy]="$URI_BASE?socket=$D/proxy-sock" [socat]="$URI_BASE?socket=$D/socat-sock")
+declare -A U=([direct]="$URI_BASE?socket=$UPSTREAM" [proxy]="$URI_BASE?socket=$D/proxy-sock" [socat]="$URI_BASE?socket=$D/socat-sock" [baseline]="$URI_BASE?socket=$D/baseline-sock")
 declare -A C S
 for r in $(seq "$ROUNDS"); do
-  for k in direct proxy socat; do
+  for k in "${PATHS[@]}"; do
     C[$k]+="$(calls "${U[$k]}") "
     S[$k]+="$(stream "${U[$k]}") "
   done
@@ -82,11 +96,12 @@ printf '| path | %d calls (s, median of %d) | x direct | %d MiB upload (s) | MiB
 printf '|---|---|---|---|---|---|\n'
 cd=$(echo "${C[direct]}" | tr ' ' '\n' | grep . | median)
 sd=$(echo "${S[direct]}" | tr ' ' '\n' | grep . | median)
-for k in direct proxy socat; do
+for k in "${PATHS[@]}"; do
   c=$(echo "${C[$k]}" | tr ' ' '\n' | grep . | median)
   s=$(echo "${S[$k]}" | tr ' ' '\n' | grep . | median)
   printf '| %s | %.3f | %.2f | %.2f | %.0f | %.2f |\n' "$k" "$c" "$(echo "$c / $cd" | bc -l)" "$s" \
     "$(echo "$STREAM_MIB / $s" | bc -l)" "$(echo "$sd / $s" | bc -l)"
 done
-echo "raw calls: direct ${C[direct]}/ proxy ${C[proxy]}/ socat ${C[socat]}" >&2
-echo "raw stream: direct ${S[direct]}/ proxy ${S[proxy]}/ socat ${S[socat]}" >&2
+for k in "${PATHS[@]}"; do
+  echo "raw $k: calls ${C[$k]}/ stream ${S[$k]}" >&2
+done

@@ -168,13 +168,13 @@ pub fn serve(client: UnixStream, cred: PeerCred, upstream_path: PathBuf, shared:
 
 /// The next frame, or `None` at EOF or on a bad frame (logged as
 /// `{who}: {before}{error}{after}` unless the connection is already closing).
-fn next_frame(
-    reader: &mut FrameReader,
+fn next_frame<'r>(
+    reader: &'r mut FrameReader,
     handle: &Handle,
     who: &str,
     before: &str,
     after: &str,
-) -> Option<Frame> {
+) -> Option<Frame<'r>> {
     match reader.read_frame() {
         Ok(f) => Some(f),
         Err(ReadError::Eof) => None,

@@ -22,10 +22,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-/// One frame as read: its bytes (length word included) and the fds after it.
+/// One frame as read: its bytes (length word included), borrowed from the
+/// reader's buffer until the next read, and the fds after it. Relaying a frame
+/// writes straight from that buffer: stream data is never copied in user space.
 #[derive(Debug)]
-pub struct Frame {
-    pub bytes: Vec<u8>,
+pub struct Frame<'a> {
+    pub bytes: &'a [u8],
     pub fds: Vec<OwnedFd>,
 }
 
@@ -50,9 +52,14 @@ const CMSG_FDS: usize = 8;
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Reads whole frames from a socket, with any fds that follow them.
+///
+/// `buf[frame..start]` is the frame being read (kept in place, since the frame
+/// handed out borrows it), `buf[start..end]` what was received and not yet
+/// consumed.
 pub struct FrameReader {
     sock: UnixStream,
     buf: Vec<u8>,
+    frame: usize,
     start: usize,
     end: usize,
     fds: VecDeque<OwnedFd>,
@@ -63,6 +70,7 @@ impl FrameReader {
         FrameReader {
             sock,
             buf: vec![0; READ_CHUNK],
+            frame: 0,
             start: 0,
             end: 0,
             fds: VecDeque::new(),
@@ -73,21 +81,26 @@ impl FrameReader {
         self.end - self.start
     }
 
+    /// Moves the current frame and what follows it to the front of the buffer.
+    fn compact(&mut self) {
+        let base = self.frame;
+        self.buf.copy_within(base..self.end, 0);
+        self.frame = 0;
+        self.start -= base;
+        self.end -= base;
+    }
+
     /// Makes at least `need` bytes available; false on EOF before that.
     fn fill(&mut self, need: usize) -> Result<bool, ReadError> {
         while self.available() < need {
             if self.buf.len() - self.start < need {
-                // Move what is left to the front, and grow for a large frame.
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-                if self.buf.len() < need {
-                    self.buf.resize(need.max(READ_CHUNK), 0);
+                // Not enough room behind: compact, and grow for a large frame.
+                self.compact();
+                if self.buf.len() - self.start < need {
+                    self.buf.resize((self.start + need).max(READ_CHUNK), 0);
                 }
             } else if self.end == self.buf.len() {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
+                self.compact();
             }
             let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(CMSG_FDS))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -119,7 +132,17 @@ impl FrameReader {
     }
 
     /// The next frame, or `Err(Eof)` when the peer closed between frames.
-    pub fn read_frame(&mut self) -> Result<Frame, ReadError> {
+    pub fn read_frame(&mut self) -> Result<Frame<'_>, ReadError> {
+        if self.start == self.end {
+            // The previous frame is gone: start again at the front, and give
+            // back the memory of a large frame.
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 4 * READ_CHUNK {
+                self.buf = vec![0; READ_CHUNK];
+            }
+        }
+        self.frame = self.start;
         if !self.fill(LEN_WORD)? {
             return Err(if self.available() == 0 {
                 ReadError::Eof
@@ -137,15 +160,18 @@ impl FrameReader {
         if !self.fill(len)? {
             return Err(ReadError::Truncated);
         }
-        let bytes = self.buf[self.start..self.start + len].to_vec();
         self.start += len;
-        let nfds = wire::fd_count(&bytes)? as usize;
+        let nfds = wire::fd_count(&self.buf[self.frame..self.start])? as usize;
         let mut fds = Vec::with_capacity(nfds);
         for _ in 0..nfds {
-            // One carrier byte per descriptor; the fd came with it.
+            // One carrier byte per descriptor; the fd came with it. The frame
+            // stays in the buffer (`fill` moves it along when it compacts), but
+            // the carrier bytes are not part of it: step over them afterwards.
             if !self.fill(1)? {
                 return Err(ReadError::Truncated);
             }
+            self.buf.copy_within(self.frame..self.start, self.frame + 1);
+            self.frame += 1;
             self.start += 1;
             match self.fds.pop_front() {
                 Some(fd) => fds.push(fd),
@@ -155,15 +181,10 @@ impl FrameReader {
         if self.fds.len() > wire::MAX_FDS as usize {
             return Err(ReadError::Fds("descriptors that no frame announced"));
         }
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.buf.len() > 4 * READ_CHUNK {
-                // Give back the memory of a large frame.
-                self.buf = vec![0; READ_CHUNK];
-            }
-        }
-        Ok(Frame { bytes, fds })
+        Ok(Frame {
+            bytes: &self.buf[self.frame..self.frame + len],
+            fds,
+        })
     }
 }
 
@@ -267,6 +288,34 @@ mod tests {
         assert_eq!(r.read_frame().unwrap().bytes, plain);
         assert!(matches!(r.read_frame(), Err(ReadError::Eof)));
         let _ = &mut p2r;
+    }
+
+    #[test]
+    fn frame_stays_whole_when_its_fd_carrier_needs_a_compaction() {
+        // The fd frame ends exactly at the end of the buffer, so reading its
+        // carrier byte moves the frame to the front while it is being handed out.
+        let (a, b) = UnixStream::pair().unwrap();
+        let (p1, _p1r) = UnixStream::pair().unwrap();
+        let mut args = Vec::new();
+        put_u32(&mut args, 1);
+        args.extend_from_slice(b"fd frame");
+        let with = frame(mtype::CALL_WITH_FDS, &args);
+        let pad = frame(mtype::STREAM, &vec![9u8; READ_CHUNK - with.len() - 28]);
+        assert_eq!(pad.len() + with.len(), READ_CHUNK);
+        let (pad2, with2) = (pad.clone(), with.clone());
+        let t = std::thread::spawn(move || {
+            write_frame(&a, &pad2, &[]).unwrap();
+            write_frame(&a, &with2, &[OwnedFd::from(p1)]).unwrap();
+            write_frame(&a, &pad2, &[]).unwrap();
+        });
+        let mut r = FrameReader::new(b);
+        assert_eq!(r.read_frame().unwrap().bytes, pad);
+        let f = r.read_frame().unwrap();
+        assert_eq!(f.bytes, with);
+        assert_eq!(f.fds.len(), 1);
+        assert_eq!(r.read_frame().unwrap().bytes, pad);
+        t.join().unwrap();
+        assert!(matches!(r.read_frame(), Err(ReadError::Eof)));
     }
 
     #[test]
