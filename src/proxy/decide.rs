@@ -96,15 +96,14 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
     let Ok(text) = std::str::from_utf8(call.xml) else {
         return fail("the XML is not valid UTF-8".into());
     };
-    // A snapshot redefinition carries the guest's <domain> inside <domainsnapshot>.
-    let text = if call.procedure == wire::procs::DOMAIN_SNAPSHOT_CREATE_XML {
-        match embedded_domain(text, &policy.limits) {
+    // Some calls carry the guest's <domain> inside a document of their own.
+    let text = match wrapper_of(call.procedure) {
+        Some((root, what)) => match embedded_domain(text, root, &policy.limits) {
             Ok(Some(t)) => t,
             Ok(None) => return Decision::forward(),
-            Err(e) => return fail(format!("snapshot XML: {e}")),
-        }
-    } else {
-        text
+            Err(e) => return fail(format!("{what}: {e}")),
+        },
+        None => text,
     };
     if call.role == XmlRole::Device {
         let Some(dom) = call.domain else {
@@ -171,7 +170,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
     if call.role == XmlRole::FixedAbi {
         return match config.proxy.fixed_abi_calls {
             FixedAbiAction::Deny => deny(
-                "the NIC model is part of the saved guest's ABI and cannot change here; shut the guest down, correct its definition and boot it fresh",
+                "this call keeps the guest's ABI (a saved, migrating or snapshotted guest), so the NIC model cannot change here; shut the guest down, correct its definition and boot it fresh",
                 "proxy.fixed_abi_calls = \"deny\"",
             ),
             FixedAbiAction::Forward => Decision {
@@ -199,14 +198,32 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
     }
 }
 
-/// The `<domain>` element inside a `<domainsnapshot>`, as the original text.
+/// The root element of the document a call wraps its `<domain>` in, and what
+/// to call that document in messages: a snapshot redefinition's
+/// `<domainsnapshot>`, an incoming migration's cookie (`<qemu-migration>`,
+/// whose `<domain>` is the persistent definition sent with
+/// VIR_MIGRATE_PERSIST_DEST).
+fn wrapper_of(procedure: i32) -> Option<(&'static str, &'static str)> {
+    use wire::procs::*;
+    match procedure {
+        DOMAIN_SNAPSHOT_CREATE_XML => Some(("domainsnapshot", "snapshot XML")),
+        DOMAIN_MIGRATE_FINISH3 | DOMAIN_MIGRATE_FINISH3_PARAMS => {
+            Some(("qemu-migration", "migration cookie"))
+        }
+        _ => None,
+    }
+}
+
+/// The `<domain>` child of a `root` document, as the original text; `None`
+/// when the document has another root or no `<domain>`.
 fn embedded_domain<'t>(
     text: &'t str,
+    root_name: &str,
     limits: &crate::parse::Limits,
 ) -> Result<Option<&'t str>, crate::parse::InputError> {
     let doc = crate::parse::parse_any(text, limits)?;
     let root = doc.root_element();
-    if root.tag_name().name() != "domainsnapshot" {
+    if root.tag_name().name() != root_name {
         return Ok(None);
     }
     Ok(root
@@ -428,6 +445,77 @@ mod tests {
         c.proxy.on_error = OnError::Deny;
         let d = decide(&attach("gone", NIC), &c, "uid=0", &mut lookup);
         assert!(matches!(d.action, Action::Deny(_)));
+    }
+
+    /// An incoming migration's finish: the cookie holds the persistent
+    /// definition; `params` selects FINISH3_PARAMS over FINISH3.
+    fn finish(params: bool, cookie_domain: bool, cancelled: i32) -> Vec<u8> {
+        let inner = WIN.trim_start_matches(|c| c != '<');
+        let cookie = format!(
+            "<qemu-migration>\n  <name>win2019-vhu</name>\n  <uuid>0c4b5c2e-0000-4000-8000-000000000001</uuid>\n  <hostname>src</hostname>\n  <hostuuid>0c4b5c2e-0000-4000-8000-000000000002</hostuuid>\n  <feature name='persistent'/>\n{}</qemu-migration>\n\0",
+            if cookie_domain { inner } else { "" }
+        );
+        let mut a = Vec::new();
+        if params {
+            put_u32(&mut a, 1);
+            put_string(&mut a, b"migrate_uri");
+            put_i32(&mut a, 7);
+            put_string(&mut a, b"tcp://dst:49152");
+        } else {
+            put_string(&mut a, b"win2019-vhu");
+        }
+        put_string(&mut a, cookie.as_bytes());
+        if params {
+            put_u32(&mut a, 8); // VIR_MIGRATE_PERSIST_DEST
+        } else {
+            put_u32(&mut a, 0); // dconnuri: none
+            put_u32(&mut a, 1);
+            put_string(&mut a, b"tcp://dst:49152");
+            a.extend_from_slice(&8u64.to_be_bytes());
+        }
+        put_i32(&mut a, cancelled);
+        let p = if params {
+            procs::DOMAIN_MIGRATE_FINISH3_PARAMS
+        } else {
+            procs::DOMAIN_MIGRATE_FINISH3
+        };
+        call(p, &a)
+    }
+
+    #[test]
+    fn migration_finish_checks_the_persistent_definition_in_the_cookie() {
+        let mut deny = Config::default();
+        deny.proxy.fixed_abi_calls = FixedAbiAction::Deny;
+        for params in [false, true] {
+            let name = if params {
+                "DOMAIN_MIGRATE_FINISH3_PARAMS"
+            } else {
+                "DOMAIN_MIGRATE_FINISH3"
+            };
+            let f = finish(params, true, 0);
+            let d = decide(&f, &deny, "uid=0", &mut no_lookup());
+            let Action::Deny(r) = d.action else {
+                panic!("{name}: {:?}", d.action)
+            };
+            let m = decode_error(payload(&r)).unwrap().message.unwrap();
+            assert!(
+                m.contains(&format!("vhostfix refused {name} for domain 'win2019-vhu'")),
+                "{m}"
+            );
+            assert!(m.contains("has model e1000"), "{m}");
+            // The default forwards, and says so in the log.
+            let d = decide(&f, &Config::default(), "uid=0", &mut no_lookup());
+            assert_eq!(d.action, Action::Forward, "{name}");
+            let (level, line) = d.log.unwrap();
+            assert_eq!(level, log::Level::Warn);
+            assert!(line.contains("fixed guest ABI"), "{line}");
+            // A cancelled finish only cleans up; a cookie without a persistent
+            // definition has nothing to check.
+            let d = decide(&finish(params, true, 1), &deny, "uid=0", &mut no_lookup());
+            assert_eq!(d.action, Action::Forward, "{name} cancelled");
+            let d = decide(&finish(params, false, 0), &deny, "uid=0", &mut no_lookup());
+            assert_eq!(d.action, Action::Forward, "{name} without <domain>");
+        }
     }
 
     #[test]

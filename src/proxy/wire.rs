@@ -76,6 +76,8 @@ pub mod procs {
     pub const DOMAIN_MIGRATE_PREPARE3_PARAMS: i32 = 303;
     pub const DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: i32 = 304;
     pub const DOMAIN_MIGRATE_PERFORM3_PARAMS: i32 = 305;
+    pub const DOMAIN_MIGRATE_FINISH3: i32 = 217;
+    pub const DOMAIN_MIGRATE_FINISH3_PARAMS: i32 = 306;
     pub const DOMAIN_SNAPSHOT_CREATE_XML: i32 = 185;
     pub const DOMAIN_SAVE_PARAMS: i32 = 440;
     pub const DOMAIN_RESTORE_PARAMS: i32 = 441;
@@ -442,6 +444,8 @@ pub fn proc_name(p: i32) -> Option<&'static str> {
         DOMAIN_MIGRATE_PREPARE3_PARAMS => "DOMAIN_MIGRATE_PREPARE3_PARAMS",
         DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS => "DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS",
         DOMAIN_MIGRATE_PERFORM3_PARAMS => "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+        DOMAIN_MIGRATE_FINISH3 => "DOMAIN_MIGRATE_FINISH3",
+        DOMAIN_MIGRATE_FINISH3_PARAMS => "DOMAIN_MIGRATE_FINISH3_PARAMS",
         DOMAIN_SNAPSHOT_CREATE_XML => "DOMAIN_SNAPSHOT_CREATE_XML",
         DOMAIN_SAVE_PARAMS => "DOMAIN_SAVE_PARAMS",
         DOMAIN_RESTORE_PARAMS => "DOMAIN_RESTORE_PARAMS",
@@ -597,6 +601,29 @@ fn fixed_abi_xml<'a>(p: i32, x: &mut Xdr<'a>) -> Result<Option<Found<'a>>, XdrEr
             x.opt_string()?;
             x.hyper()?;
             at(x, None)
+        }
+        DOMAIN_MIGRATE_FINISH3 | DOMAIN_MIGRATE_FINISH3_PARAMS => {
+            // The source's cookie carries the persistent definition
+            // (VIR_MIGRATE_PERSIST_DEST) as a <domain> inside <qemu-migration>.
+            if p == DOMAIN_MIGRATE_FINISH3 {
+                x.string()?; // dname
+            } else {
+                x.typed_params_find(&[])?;
+            }
+            let start = x.pos();
+            let cookie = x.opaque()?;
+            let range = start..x.pos();
+            if p == DOMAIN_MIGRATE_FINISH3 {
+                x.opt_string()?; // dconnuri
+                x.opt_string()?; // uri
+                x.hyper()?; // flags
+            } else {
+                x.u32()?; // flags
+            }
+            // A cancelled migration's finish only cleans up: never in the way.
+            let cancelled = x.i32()? != 0;
+            let text = cookie.strip_suffix(b"\0").unwrap_or(cookie);
+            Ok(Some((None, text, range)).filter(|_| !cancelled))
         }
         DOMAIN_SNAPSHOT_CREATE_XML => {
             // Only a redefinition carries a whole <domain> inside the snapshot XML.
