@@ -33,7 +33,8 @@ on_exit "kill $PP"
 PATHS=(direct proxy socat)
 if [ -n "${BASELINE:-}" ]; then
   VHOSTFIX_LOG=stderr:warn "$BASELINE" proxy --listen "$D/baseline-sock" --upstream "$UPSTREAM" 2>"$D/baseline.log" &
-  on_exit "kill $!"
+  BP=$!
+  on_exit "kill $BP"
   PATHS+=(baseline)
 fi
 socat "UNIX-LISTEN:$D/socat-sock,fork" "UNIX-CONNECT:$UPSTREAM" &
@@ -102,6 +103,8 @@ for k in "${PATHS[@]}"; do
   printf '| %s | %.3f | %.2f | %.2f | %.0f | %.2f |\n' "$k" "$c" "$(echo "$c / $cd" | bc -l)" "$s" \
     "$(echo "$STREAM_MIB / $s" | bc -l)" "$(echo "$sd / $s" | bc -l)"
 done
+cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+echo "CPU seconds used by the proxy process over all rounds: proxy $(cpu "$PP")${BP:+, baseline $(cpu "$BP")}" >&2
 for k in "${PATHS[@]}"; do
   echo "raw $k: calls ${C[$k]}/ stream ${S[$k]}" >&2
 done

@@ -131,6 +131,9 @@ pub struct ProxyConfig {
     pub on_error: OnError,
     /// Seconds SIGTERM waits for calls in flight before closing connections.
     pub drain_seconds: u32,
+    /// Microseconds a relay thread polls for libvirt's reply before sleeping
+    /// (0: never poll). Trades CPU for latency; see docs/proxy.md.
+    pub busy_poll_us: u32,
 }
 
 impl Default for ProxyConfig {
@@ -148,6 +151,7 @@ impl Default for ProxyConfig {
             fixed_abi_calls: FixedAbiAction::Forward,
             on_error: OnError::Allow,
             drain_seconds: 5,
+            busy_poll_us: 0,
         }
     }
 }
@@ -295,6 +299,12 @@ impl Config {
                 p.drain_seconds
             ));
         }
+        if p.busy_poll_us > 1000 {
+            return Err(format!(
+                "proxy.busy_poll_us = {}: must be at most 1000",
+                p.busy_poll_us
+            ));
+        }
         Ok(())
     }
 
@@ -409,6 +419,13 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "c.toml: proxy.socket_mode = \"999\": must be an octal mode such as \"0660\""
+        );
+        let c = Config::from_toml("[proxy]\nbusy_poll_us = 200\n", "c.toml").unwrap();
+        assert_eq!(c.proxy.busy_poll_us, 200);
+        let e = Config::from_toml("[proxy]\nbusy_poll_us = 5000\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: proxy.busy_poll_us = 5000: must be at most 1000"
         );
     }
 

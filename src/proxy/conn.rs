@@ -138,10 +138,11 @@ pub fn serve(client: UnixStream, cred: PeerCred, upstream_path: PathBuf, shared:
         let handle = handle.clone();
         let client_w = client_w.clone();
         let who = who.clone();
+        let shared = shared.clone();
         std::thread::Builder::new()
             .name("upstream->client".into())
             .stack_size(256 * 1024)
-            .spawn(move || relay_down(upstream_r, &client_w, &handle, &who))
+            .spawn(move || relay_down(upstream_r, &client_w, &handle, &who, &shared))
     };
     if down.is_err() {
         log::error!("{who}: cannot start a relay thread");
@@ -187,15 +188,35 @@ fn next_frame<'r>(
     }
 }
 
-fn relay_down(upstream: UnixStream, client: &Mutex<UnixStream>, handle: &Handle, who: &str) {
+/// How long the upstream->client thread polls before it sleeps:
+/// `proxy.busy_poll_us`. During a run of calls the next reply usually comes
+/// while the thread still polls, which saves a wakeup per call; an idle
+/// connection costs one poll period after its last frame. The client->upstream
+/// direction never polls: two polling threads per connection starve libvirtd
+/// and the client of CPU on a small host (measured, BENCHMARKS-proxy.md).
+fn poll_period(shared: &Shared) -> Duration {
+    Duration::from_micros(shared.current().config.proxy.busy_poll_us.into())
+}
+
+fn relay_down(
+    upstream: UnixStream,
+    client: &Mutex<UnixStream>,
+    handle: &Handle,
+    who: &str,
+    shared: &Shared,
+) {
     let mut reader = FrameReader::new(upstream);
-    while let Some(f) = next_frame(
-        &mut reader,
-        handle,
-        who,
-        "from libvirt: ",
-        "; closing the connection",
-    ) {
+    loop {
+        reader.set_poll(poll_period(shared));
+        let Some(f) = next_frame(
+            &mut reader,
+            handle,
+            who,
+            "from libvirt: ",
+            "; closing the connection",
+        ) else {
+            break;
+        };
         if let Some(h) = Header::of_frame(&f.bytes) {
             if h.is_reply() && h.prog != wire::PROG_KEEPALIVE {
                 let _ = handle

@@ -178,6 +178,69 @@ out=$(timeout 30 "${VP[@]}" snapshot-create "$SEED_NAME" "$D/snap.xml" --redefin
 t_contains "fixed ABI, deny: a snapshot redefinition embedding e1000 is refused by the proxy" "$out" \
   "vhostfix refused DOMAIN_SNAPSHOT_CREATE_XML for domain '$SEED_NAME'"
 t_eq "... and no snapshot was made" "" "$("${VD[@]}" snapshot-list "$SEED_NAME" --name 2>&1)"
+# An incoming migration's finish carries the persistent definition inside the
+# source's cookie. No binding exposes the step: send it with tests/lib/rawrpc.py.
+finish_calls() {
+  $PY - "$SOCK" "$SEED" "$REPO/tests/lib" <<'PYEOF' 2>&1
+import sys
+sys.path.insert(0, sys.argv[3])
+import rawrpc as r
+dom = open(sys.argv[2]).read().split("?>", 1)[-1]
+cookie = ("<qemu-migration>\n  <name>win2019-vhu</name>\n  <feature name='persistent'/>\n"
+          + dom + "</qemu-migration>\n\0").encode()
+c = r.Client(sys.argv[1])
+for cancelled in (0, 1):
+    args = (r.typed_string_params([("destination_name", "win2019-vhu")]) + r.string(cookie)
+            + r.u32(8) + r.u32(cancelled))
+    status, payload = c.call(306, args)
+    print("finish3_params cancelled=%d status %d code %s domain %s | %s" % ((cancelled, status) + r.error(payload)))
+    args = (r.string("win2019-vhu") + r.string(cookie) + r.opt_string(None)
+            + r.opt_string("tcp://127.0.0.1:49152") + r.hyper(8) + r.u32(cancelled))
+    status, payload = c.call(217, args)
+    print("finish3 cancelled=%d status %d code %s domain %s | %s" % ((cancelled, status) + r.error(payload)))
+PYEOF
+}
+out=$(finish_calls)
+t_contains "fixed ABI, deny: FINISH3_PARAMS with e1000 in the cookie's persistent <domain> is refused" \
+  "$(grep 'finish3_params cancelled=0' <<<"$out")" \
+  "status 1 code 67 domain 20 | unsupported configuration: vhostfix refused DOMAIN_MIGRATE_FINISH3_PARAMS for domain '$SEED_NAME'"
+t_contains "fixed ABI, deny: FINISH3 likewise" "$(grep 'finish3 cancelled=0' <<<"$out")" \
+  "vhostfix refused DOMAIN_MIGRATE_FINISH3 for domain '$SEED_NAME'"
+t_not_contains "fixed ABI, deny: a cancelled finish still reaches libvirt" "$(grep 'cancelled=1' <<<"$out")" "vhostfix"
+t_eq "... and libvirt answered both cancelled finishes itself (with an error: no such migration)" 2 \
+  "$(grep 'cancelled=1' <<<"$out" | grep -c 'status 1 code')"
+: >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+wait_for "[ \$(grep -c 'configuration reloaded' '$D/proxy.log') -ge 3 ]" 10
+out=$(finish_calls)
+t_not_contains "fixed ABI, forward (default): finish calls reach libvirt" "$out" "vhostfix"
+t_contains "... and the forwarded finish is logged" "$(cat "$D/proxy.log")" \
+  "proc=DOMAIN_MIGRATE_FINISH3_PARAMS domain='$SEED_NAME' verdict=windows"
+
+# --- busy polling (proxy.busy_poll_us): same answers, no CPU while idle --------
+printf '[proxy]\nbusy_poll_us = 200\n' >"$D/proxy.toml"
+kill -HUP "$PROXY_PID"
+wait_for "[ \$(grep -c 'configuration reloaded' '$D/proxy.log') -ge 4 ]" 10
+call_loop() {
+  $PY - "$1" "$SEED_NAME" <<'PYEOF' 2>&1
+import sys, libvirt
+c = libvirt.open(sys.argv[1])
+print([tuple(c.lookupByName(sys.argv[2]).info()) for _ in range(300)][-1],
+      sorted(d.name() for d in c.listAllDomains()))
+PYEOF
+}
+t_eq "busy_poll_us = 200: a call loop through the proxy answers as direct" \
+  "$(call_loop "qemu:///system?socket=/run/libvirt/libvirt-sock")" "$(call_loop "$PU")"
+"${VP[@]}" event --all --timeout 5 >/dev/null 2>&1 &
+EVP=$!
+sleep 1.5
+ticks() { awk '{print $14 + $15}' "/proc/$PROXY_PID/stat"; }
+t1=$(ticks)
+sleep 2
+t2=$(ticks)
+wait "$EVP"
+t_check "busy_poll_us = 200: an idle connected client costs no CPU (proxy used $((t2 - t1)) ticks of 100 in 2 s)" \
+  test $((t2 - t1)) -le 10
 : >"$D/proxy.toml"
 kill -HUP "$PROXY_PID"
 
