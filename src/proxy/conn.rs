@@ -85,7 +85,7 @@ pub fn refuse(client: UnixStream, cred: PeerCred, path: &std::path::Path) {
     let Ok(r) = client.try_clone() else { return };
     let mut reader = FrameReader::new(r);
     if let Ok(f) = reader.read_frame() {
-        if let Some(h) = Header::of_frame(&f.bytes).filter(|h| h.is_call()) {
+        if let Some(h) = Header::of_frame(f.bytes).filter(|h| h.is_call()) {
             let msg = format!(
                 "access denied: vhostfix proxy: uid {} is not allowed to use {} (root and members of proxy.allowed_groups only)",
                 cred.uid,
@@ -217,7 +217,7 @@ fn relay_down(
         ) else {
             break;
         };
-        if let Some(h) = Header::of_frame(&f.bytes) {
+        if let Some(h) = Header::of_frame(f.bytes) {
             if h.is_reply() && h.prog != wire::PROG_KEEPALIVE {
                 let _ = handle
                     .in_flight
@@ -225,7 +225,7 @@ fn relay_down(
             }
         }
         let sent = match client.lock() {
-            Ok(c) => write_frame(&c, &f.bytes, &f.fds),
+            Ok(c) => write_frame(&c, f.bytes, &f.fds),
             Err(_) => break,
         };
         if sent.is_err() {
@@ -248,20 +248,20 @@ fn relay_up(
     let mut reader = FrameReader::new(client);
     let mut lookup = Lookup::new(upstream_path);
     while let Some(f) = next_frame(&mut reader, handle, who, "dropped: ", "") {
-        let Some(h) = Header::of_frame(&f.bytes) else {
+        let Some(h) = Header::of_frame(f.bytes) else {
             break;
         };
         let mut action = Action::Forward;
         if h.prog == PROG_REMOTE && h.is_call() {
             if h.procedure == procs::CONNECT_OPEN {
-                let mut x = Xdr::new(wire::payload(&f.bytes));
+                let mut x = Xdr::new(wire::payload(f.bytes));
                 if let Ok(uri) = x.opt_string() {
                     lookup.set_uri(uri.map(<[u8]>::to_vec));
                 }
             }
             let settings = shared.current();
             let mut find = |d: &wire::DomainRef<'_>| lookup.domain_xml(d);
-            let d = decide::decide(&f.bytes, &settings.config, who, &mut find);
+            let d = decide::decide(f.bytes, &settings.config, who, &mut find);
             if let Some((level, line)) = d.log {
                 log::log!(level, "{line}");
             }
@@ -270,7 +270,7 @@ fn relay_up(
         let sent = match action {
             Action::Forward => {
                 count_call(&h, handle);
-                write_frame(upstream, &f.bytes, &f.fds)
+                write_frame(upstream, f.bytes, &f.fds)
             }
             Action::Replace(bytes) => {
                 count_call(&h, handle);

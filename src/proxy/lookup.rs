@@ -109,14 +109,14 @@ impl Lookup {
                 }
                 e => format!("reading: {e}"),
             })?;
-            let Some(r) = Header::of_frame(&f.bytes) else {
+            let Some(r) = Header::of_frame(f.bytes) else {
                 continue;
             };
             // Skip keepalives and events; we never asked for either.
             if r.prog != PROG_REMOTE || !r.is_reply() || r.serial != serial {
                 continue;
             }
-            let p = wire::payload(&f.bytes).to_vec();
+            let p = wire::payload(f.bytes).to_vec();
             if r.status == status::OK {
                 return Ok(p);
             }
