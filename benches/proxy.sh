@@ -8,7 +8,8 @@
 #   CALLS=1000 STREAM_MIB=512 ROUNDS=3 benches/proxy.sh
 #   UPSTREAM=/run/user/1000/libvirt/libvirt-sock URI_BASE=qemu:///session benches/proxy.sh
 # BASELINE=/path/to/other/vhostfix adds a fourth path, "baseline": the same
-# proxy workload through another build (e.g. the previous commit's).
+# proxy workload through another build (e.g. the previous commit's), started
+# with BASELINE_ARGS (e.g. "--config poll.toml") and labelled BASELINE_NAME.
 T_NAME=proxy-bench.sh
 . "$(dirname "$0")/../tests/lib/common.sh"
 need_root
@@ -32,7 +33,8 @@ PP=$!
 on_exit "kill $PP"
 PATHS=(direct proxy socat)
 if [ -n "${BASELINE:-}" ]; then
-  VHOSTFIX_LOG=stderr:warn "$BASELINE" proxy --listen "$D/baseline-sock" --upstream "$UPSTREAM" 2>"$D/baseline.log" &
+  # shellcheck disable=SC2086 # BASELINE_ARGS is a list of words
+  VHOSTFIX_LOG=stderr:warn "$BASELINE" ${BASELINE_ARGS:-} proxy --listen "$D/baseline-sock" --upstream "$UPSTREAM" 2>"$D/baseline.log" &
   BP=$!
   on_exit "kill $BP"
   PATHS+=(baseline)
@@ -100,7 +102,9 @@ sd=$(echo "${S[direct]}" | tr ' ' '\n' | grep . | median)
 for k in "${PATHS[@]}"; do
   c=$(echo "${C[$k]}" | tr ' ' '\n' | grep . | median)
   s=$(echo "${S[$k]}" | tr ' ' '\n' | grep . | median)
-  printf '| %s | %.3f | %.2f | %.2f | %.0f | %.2f |\n' "$k" "$c" "$(echo "$c / $cd" | bc -l)" "$s" \
+  label=$k
+  [ "$k" = baseline ] && label=${BASELINE_NAME:-baseline}
+  printf '| %s | %.3f | %.2f | %.2f | %.0f | %.2f |\n' "$label" "$c" "$(echo "$c / $cd" | bc -l)" "$s" \
     "$(echo "$STREAM_MIB / $s" | bc -l)" "$(echo "$sd / $s" | bc -l)"
 done
 cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }

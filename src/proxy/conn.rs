@@ -8,7 +8,9 @@
 //! (relayed replies and our own error replies) never interleave.
 
 use super::decide::{self, Action};
-use super::fdpass::{peer_cred, write_frame, Frame, FrameReader, PeerCred, ReadError};
+use super::fdpass::{
+    peer_cred, widen_send_buffer, write_frame, Frame, FrameReader, PeerCred, ReadError,
+};
 use super::lookup::Lookup;
 use super::wire::{self, err, procs, Header, Xdr, PROG_REMOTE};
 use super::Shared;
@@ -112,6 +114,9 @@ pub fn serve(client: UnixStream, cred: PeerCred, upstream_path: PathBuf, shared:
             return;
         }
     };
+    // Stream frames (256 KiB) pass in one write each way.
+    widen_send_buffer(&client);
+    widen_send_buffer(&upstream);
     let clones = (|| {
         Some((
             client.try_clone().ok()?,
