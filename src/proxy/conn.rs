@@ -252,7 +252,23 @@ fn relay_up(
 ) {
     let mut reader = FrameReader::new(client);
     let mut lookup = Lookup::new(upstream_path);
-    while let Some(f) = next_frame(&mut reader, handle, who, "dropped: ", "") {
+    let mut splicer = None;
+    loop {
+        // Stream data (vol-upload) needs no decision: splice it through.
+        match reader.splice_stream_frame(upstream, &mut splicer) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(ReadError::Eof) => break,
+            Err(e) => {
+                if !handle.closed.load(Ordering::SeqCst) {
+                    log::warn!("{who}: stream data: {e}; closing the connection");
+                }
+                break;
+            }
+        }
+        let Some(f) = next_frame(&mut reader, handle, who, "dropped: ", "") else {
+            break;
+        };
         let Some(h) = Header::of_frame(f.bytes) else {
             break;
         };

@@ -11,7 +11,7 @@
 //! All system calls go through `rustix`, whose SCM_RIGHTS API hands out
 //! `OwnedFd`s: no `unsafe` here, and a descriptor we drop is closed.
 
-use super::wire::{self, FrameError, LEN_WORD};
+use super::wire::{self, FrameError, Header, HEADER_LEN, LEN_WORD};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -216,6 +216,111 @@ impl FrameReader {
     }
 }
 
+/// Stream data frames at least this long are spliced (see `Splicer`).
+const SPLICE_MIN: usize = 64 * 1024;
+/// The pipe a `Splicer` asks for: four 256 KiB stream frames.
+const SPLICE_PIPE: usize = 1 << 20;
+
+/// Moves the bytes of stream data frames from one socket to another through a
+/// pipe with splice(2): the kernel hands the pages on, and the payload of a
+/// `vol-upload` never passes through the proxy's memory.
+pub struct Splicer {
+    r: OwnedFd,
+    w: OwnedFd,
+    cap: usize,
+}
+
+impl Splicer {
+    pub fn new() -> io::Result<Splicer> {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // An unprivileged pipe may be capped at /proc/sys/fs/pipe-max-size.
+        let cap = rustix::pipe::fcntl_setpipe_size(&w, SPLICE_PIPE)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))?;
+        Ok(Splicer { r, w, cap })
+    }
+
+    /// Moves exactly `len` bytes from `from` to `to`.
+    fn transfer(&self, from: &UnixStream, to: &UnixStream, len: usize) -> Result<(), ReadError> {
+        use rustix::pipe::{splice, SpliceFlags};
+        let mut left = len;
+        while left > 0 {
+            let got = match splice(
+                from,
+                None,
+                &self.w,
+                None,
+                left.min(self.cap),
+                SpliceFlags::MOVE,
+            ) {
+                Ok(0) => return Err(ReadError::Truncated),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(ReadError::Io(e.into())),
+            };
+            let mut queued = got;
+            while queued > 0 {
+                match splice(&self.r, None, to, None, queued, SpliceFlags::MOVE) {
+                    Ok(0) => return Err(ReadError::Io(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => queued -= n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(ReadError::Io(e.into())),
+                }
+            }
+            left -= got;
+        }
+        Ok(())
+    }
+}
+
+impl FrameReader {
+    /// When nothing is buffered and the next frame is a stream data frame of
+    /// at least `SPLICE_MIN` bytes, moves it whole (header included, unchanged)
+    /// to `to` and returns its header. `None`: read the next frame as usual.
+    /// Blocks until the next frame starts; `Err(Eof)` when the peer closed.
+    pub fn splice_stream_frame(
+        &mut self,
+        to: &UnixStream,
+        splicer: &mut Option<Splicer>,
+    ) -> Result<Option<Header>, ReadError> {
+        if self.start != self.end {
+            return Ok(None);
+        }
+        let mut head = [0u8; LEN_WORD + HEADER_LEN];
+        let seen = loop {
+            match rustix::net::recv(&self.sock, &mut head, RecvFlags::PEEK) {
+                Ok((n, _)) => break n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(ReadError::Io(e.into())),
+            }
+        };
+        if seen == 0 {
+            return Err(ReadError::Eof);
+        }
+        if seen < head.len() {
+            return Ok(None);
+        }
+        let len = wire::frame_len([head[0], head[1], head[2], head[3]])?;
+        let Some(h) = Header::of_frame(&head) else {
+            return Ok(None);
+        };
+        if h.mtype != wire::mtype::STREAM || h.status != wire::status::CONTINUE || len < SPLICE_MIN
+        {
+            return Ok(None);
+        }
+        if splicer.is_none() {
+            match Splicer::new() {
+                Ok(s) => *splicer = Some(s),
+                // No pipe (fd limit): relay through user space as before.
+                Err(_) => return Ok(None),
+            }
+        }
+        if let Some(s) = splicer {
+            s.transfer(&self.sock, to, len)?;
+        }
+        Ok(Some(h))
+    }
+}
+
 /// Writes a frame and then its fds, one carrier message each.
 pub fn write_frame(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
     let mut w = sock;
@@ -378,6 +483,69 @@ mod tests {
         assert_eq!(r.read_frame().unwrap().bytes, plain);
         t.join().unwrap();
         assert!(matches!(r.read_frame(), Err(ReadError::Eof)));
+    }
+
+    /// A stream data frame (status CONTINUE) with `n` payload bytes.
+    fn stream_frame(n: usize) -> Vec<u8> {
+        let h = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure: 209,
+            mtype: mtype::STREAM,
+            serial: 3,
+            status: status::CONTINUE,
+        };
+        let payload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        build_frame(&h, &payload)
+    }
+
+    #[test]
+    fn large_stream_frames_are_spliced_byte_for_byte() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (out, mut out_r) = UnixStream::pair().unwrap();
+        let big = stream_frame(3 * READ_CHUNK);
+        let small = frame(mtype::CALL, b"abcd");
+        let (big2, small2) = (big.clone(), small.clone());
+        let t = std::thread::spawn(move || {
+            write_frame(&a, &big2, &[]).unwrap();
+            write_frame(&a, &small2, &[]).unwrap();
+        });
+        let reader_t = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            out_r.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut r = FrameReader::new(b);
+        let mut splicer = None;
+        let h = r.splice_stream_frame(&out, &mut splicer).unwrap().unwrap();
+        assert_eq!((h.mtype, h.status), (mtype::STREAM, status::CONTINUE));
+        assert!(splicer.is_some());
+        // A small call is not spliced: it is read as usual.
+        assert!(r.splice_stream_frame(&out, &mut splicer).unwrap().is_none());
+        assert_eq!(r.read_frame().unwrap().bytes, small);
+        t.join().unwrap();
+        assert!(matches!(
+            r.splice_stream_frame(&out, &mut splicer),
+            Err(ReadError::Eof)
+        ));
+        drop(out);
+        assert_eq!(
+            reader_t.join().unwrap(),
+            big,
+            "the spliced frame arrives unchanged"
+        );
+
+        // A stream frame cut short by its sender.
+        let (a, b) = UnixStream::pair().unwrap();
+        let (out, _out_r) = UnixStream::pair().unwrap();
+        let cut = stream_frame(SPLICE_MIN);
+        (&a).write_all(&cut[..cut.len() - 100]).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        assert!(matches!(
+            r.splice_stream_frame(&out, &mut splicer),
+            Err(ReadError::Truncated)
+        ));
     }
 
     #[test]

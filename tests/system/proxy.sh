@@ -335,6 +335,19 @@ timeout 60 "${VD[@]}" screenshot "$TINY" "$D/shot-direct.ppm" >/dev/null 2>&1
 t_eq "screenshot in the same format as direct" "$(head -c 8 "$D/shot-direct.ppm" | od -An -tx1)" \
   "$(head -c 8 "$D/shot-proxy.ppm" 2>/dev/null | od -An -tx1)"
 t_check "screenshot is not empty" test -s "$D/shot-proxy.ppm"
+# Stream data in both directions: an upload through the proxy (its large
+# frames are spliced, never copied into the proxy) and downloads both ways.
+mkdir -p "$D/pool"
+"${VD[@]}" pool-create-as vhfx-proxy-pool dir --target "$D/pool" >/dev/null
+on_exit "${VD[*]} pool-destroy vhfx-proxy-pool"
+head -c $((8 << 20)) /dev/urandom >"$D/blob"
+printf 'tail' >>"$D/blob" # not a multiple of the stream chunk
+"${VD[@]}" vol-create-as vhfx-proxy-pool up.raw "$(stat -c %s "$D/blob")" --format raw >/dev/null
+t_check "vol-upload (8 MiB stream) through the proxy" timeout 60 "${VP[@]}" vol-upload up.raw "$D/blob" --pool vhfx-proxy-pool
+t_eq "the uploaded volume is byte-identical (read directly)" "$(sha256sum <"$D/blob")" "$(sha256sum <"$D/pool/up.raw")"
+timeout 60 "${VP[@]}" vol-download up.raw "$D/down-proxy" --pool vhfx-proxy-pool
+t_eq "vol-download through the proxy is byte-identical" "$(sha256sum <"$D/blob")" "$(sha256sum <"$D/down-proxy" 2>&1)"
+t_contains "the connection stays usable after the streams" "$("${VP[@]}" vol-list vhfx-proxy-pool)" "up.raw"
 t_check "save through the proxy" timeout 120 "${VP[@]}" save "$TINY" "$D/tiny.save"
 t_eq "saved guest is shut off" "shut off" "$("${VD[@]}" domstate "$TINY" | head -1)"
 t_check "restore through the proxy" timeout 120 "${VP[@]}" restore "$D/tiny.save"
