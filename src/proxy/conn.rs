@@ -181,15 +181,36 @@ fn next_frame<'r>(
     before: &str,
     after: &str,
 ) -> Option<Frame<'r>> {
-    match reader.read_frame() {
-        Ok(f) => Some(f),
-        Err(ReadError::Eof) => None,
-        Err(e) => {
-            if !handle.closed.load(Ordering::SeqCst) {
-                log::warn!("{who}: {before}{e}{after}");
-            }
-            None
-        }
+    reader
+        .read_frame()
+        .map_err(|e| ended(e, handle, who, before, after))
+        .ok()
+}
+
+/// Stream data needs no decision: when the next frame is a large stream data
+/// frame, `send` splices it on (see `FrameReader::next_stream_frame`).
+/// `Some(true)`: spliced; `Some(false)`: read it with `next_frame`; `None`:
+/// the connection is over (EOF, or an error logged as for `next_frame`).
+fn splice_next(
+    reader: &mut FrameReader,
+    send: impl FnOnce(&mut FrameReader, usize) -> Result<(), ReadError>,
+    handle: &Handle,
+    who: &str,
+    before: &str,
+    after: &str,
+) -> Option<bool> {
+    let step = match reader.next_stream_frame() {
+        Ok(Some(len)) => send(reader, len).map(|()| true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    };
+    step.map_err(|e| ended(e, handle, who, before, after)).ok()
+}
+
+/// Logs why a relay direction stops, unless at EOF or already closing.
+fn ended(e: ReadError, handle: &Handle, who: &str, before: &str, after: &str) {
+    if !matches!(e, ReadError::Eof) && !handle.closed.load(Ordering::SeqCst) {
+        log::warn!("{who}: {before}{e}{after}");
     }
 }
 
@@ -211,15 +232,21 @@ fn relay_down(
     shared: &Shared,
 ) {
     let mut reader = FrameReader::new(upstream);
+    let (before, after) = ("from libvirt: ", "; closing the connection");
+    let to_client = |r: &mut FrameReader, len| match client.lock() {
+        Ok(c) => r.splice_frame(len, &c),
+        Err(_) => Err(ReadError::Io(std::io::Error::other(
+            "client writer poisoned",
+        ))),
+    };
     loop {
         reader.set_poll(poll_period(shared));
-        let Some(f) = next_frame(
-            &mut reader,
-            handle,
-            who,
-            "from libvirt: ",
-            "; closing the connection",
-        ) else {
+        match splice_next(&mut reader, to_client, handle, who, before, after) {
+            Some(true) => continue,
+            Some(false) => {}
+            None => break,
+        }
+        let Some(f) = next_frame(&mut reader, handle, who, before, after) else {
             break;
         };
         if let Some(h) = Header::of_frame(f.bytes) {
@@ -252,19 +279,12 @@ fn relay_up(
 ) {
     let mut reader = FrameReader::new(client);
     let mut lookup = Lookup::new(upstream_path);
-    let mut splicer = None;
+    let to_upstream = |r: &mut FrameReader, len| r.splice_frame(len, upstream);
     loop {
-        // Stream data (vol-upload) needs no decision: splice it through.
-        match reader.splice_stream_frame(upstream, &mut splicer) {
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(ReadError::Eof) => break,
-            Err(e) => {
-                if !handle.closed.load(Ordering::SeqCst) {
-                    log::warn!("{who}: stream data: {e}; closing the connection");
-                }
-                break;
-            }
+        match splice_next(&mut reader, to_upstream, handle, who, "dropped: ", "") {
+            Some(true) => continue,
+            Some(false) => {}
+            None => break,
         }
         let Some(f) = next_frame(&mut reader, handle, who, "dropped: ", "") else {
             break;

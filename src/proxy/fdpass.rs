@@ -61,6 +61,8 @@ pub struct FrameReader {
     sock: UnixStream,
     /// How long a read polls the socket before it sleeps (see `set_poll`).
     poll: Duration,
+    /// The pipe for spliced stream frames, made when the first one comes.
+    splicer: Option<Splicer>,
     buf: Vec<u8>,
     frame: usize,
     start: usize,
@@ -73,6 +75,7 @@ impl FrameReader {
         FrameReader {
             sock,
             poll: Duration::ZERO,
+            splicer: None,
             buf: vec![0; READ_CHUNK],
             frame: 0,
             start: 0,
@@ -224,14 +227,14 @@ const SPLICE_PIPE: usize = 1 << 20;
 /// Moves the bytes of stream data frames from one socket to another through a
 /// pipe with splice(2): the kernel hands the pages on, and the payload of a
 /// `vol-upload` never passes through the proxy's memory.
-pub struct Splicer {
+struct Splicer {
     r: OwnedFd,
     w: OwnedFd,
     cap: usize,
 }
 
 impl Splicer {
-    pub fn new() -> io::Result<Splicer> {
+    fn new() -> io::Result<Splicer> {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         // An unprivileged pipe may be capped at /proc/sys/fs/pipe-max-size.
         let cap = rustix::pipe::fcntl_setpipe_size(&w, SPLICE_PIPE)
@@ -273,26 +276,16 @@ impl Splicer {
 }
 
 impl FrameReader {
-    /// When nothing is buffered and the next frame is a stream data frame of
-    /// at least `SPLICE_MIN` bytes, moves it whole (header included, unchanged)
-    /// to `to` and returns its header. `None`: read the next frame as usual.
-    /// Blocks until the next frame starts; `Err(Eof)` when the peer closed.
-    pub fn splice_stream_frame(
-        &mut self,
-        to: &UnixStream,
-        splicer: &mut Option<Splicer>,
-    ) -> Result<Option<Header>, ReadError> {
+    /// Waits for the next frame and tells whether it should be spliced: when
+    /// nothing is buffered and it is a stream data frame of at least
+    /// `SPLICE_MIN` bytes, its length (then call `splice_frame`). `None`: read
+    /// it with `read_frame`. `Err(Eof)` when the peer closed between frames.
+    pub fn next_stream_frame(&mut self) -> Result<Option<usize>, ReadError> {
         if self.start != self.end {
             return Ok(None);
         }
         let mut head = [0u8; LEN_WORD + HEADER_LEN];
-        let seen = loop {
-            match rustix::net::recv(&self.sock, &mut head, RecvFlags::PEEK) {
-                Ok((n, _)) => break n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(ReadError::Io(e.into())),
-            }
-        };
+        let seen = self.peek(&mut head)?;
         if seen == 0 {
             return Err(ReadError::Eof);
         }
@@ -300,24 +293,45 @@ impl FrameReader {
             return Ok(None);
         }
         let len = wire::frame_len([head[0], head[1], head[2], head[3]])?;
-        let Some(h) = Header::of_frame(&head) else {
-            return Ok(None);
-        };
-        if h.mtype != wire::mtype::STREAM || h.status != wire::status::CONTINUE || len < SPLICE_MIN
-        {
+        let stream = Header::of_frame(&head)
+            .is_some_and(|h| h.mtype == wire::mtype::STREAM && h.status == wire::status::CONTINUE);
+        if !stream || len < SPLICE_MIN {
             return Ok(None);
         }
-        if splicer.is_none() {
-            match Splicer::new() {
-                Ok(s) => *splicer = Some(s),
-                // No pipe (fd limit): relay through user space as before.
-                Err(_) => return Ok(None),
+        if self.splicer.is_none() {
+            // Without a pipe (fd limit) the frame takes the buffered path.
+            self.splicer = Splicer::new().ok();
+        }
+        Ok(self.splicer.as_ref().map(|_| len))
+    }
+
+    /// Moves the next `len` bytes, a frame `next_stream_frame` announced,
+    /// unchanged to `to`.
+    pub fn splice_frame(&mut self, len: usize, to: &UnixStream) -> Result<(), ReadError> {
+        match &self.splicer {
+            Some(s) => s.transfer(&self.sock, to, len),
+            None => Err(ReadError::Io(io::Error::other("no pipe to splice through"))),
+        }
+    }
+
+    /// Looks at the next bytes without consuming them, polling first when
+    /// asked to (see `set_poll`).
+    fn peek(&self, head: &mut [u8]) -> Result<usize, ReadError> {
+        let until = (!self.poll.is_zero()).then(|| Instant::now() + self.poll);
+        loop {
+            let polling = until.is_some_and(|u| Instant::now() < u);
+            let flags = if polling {
+                RecvFlags::PEEK | RecvFlags::DONTWAIT
+            } else {
+                RecvFlags::PEEK
+            };
+            match rustix::net::recv(&self.sock, &mut *head, flags) {
+                Ok((n, _)) => return Ok(n),
+                Err(rustix::io::Errno::AGAIN) if polling => std::hint::spin_loop(),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(ReadError::Io(e.into())),
             }
         }
-        if let Some(s) = splicer {
-            s.transfer(&self.sock, to, len)?;
-        }
-        Ok(Some(h))
     }
 }
 
@@ -516,18 +530,13 @@ mod tests {
             got
         });
         let mut r = FrameReader::new(b);
-        let mut splicer = None;
-        let h = r.splice_stream_frame(&out, &mut splicer).unwrap().unwrap();
-        assert_eq!((h.mtype, h.status), (mtype::STREAM, status::CONTINUE));
-        assert!(splicer.is_some());
+        assert_eq!(r.next_stream_frame().unwrap(), Some(big.len()));
+        r.splice_frame(big.len(), &out).unwrap();
         // A small call is not spliced: it is read as usual.
-        assert!(r.splice_stream_frame(&out, &mut splicer).unwrap().is_none());
+        assert_eq!(r.next_stream_frame().unwrap(), None);
         assert_eq!(r.read_frame().unwrap().bytes, small);
         t.join().unwrap();
-        assert!(matches!(
-            r.splice_stream_frame(&out, &mut splicer),
-            Err(ReadError::Eof)
-        ));
+        assert!(matches!(r.next_stream_frame(), Err(ReadError::Eof)));
         drop(out);
         assert_eq!(
             reader_t.join().unwrap(),
@@ -538,14 +547,28 @@ mod tests {
         // A stream frame cut short by its sender.
         let (a, b) = UnixStream::pair().unwrap();
         let (out, _out_r) = UnixStream::pair().unwrap();
-        let cut = stream_frame(SPLICE_MIN);
-        (&a).write_all(&cut[..cut.len() - 100]).unwrap();
+        let whole = stream_frame(SPLICE_MIN);
+        (&a).write_all(&whole[..whole.len() - 100]).unwrap();
         drop(a);
         let mut r = FrameReader::new(b);
+        let len = r.next_stream_frame().unwrap().unwrap();
         assert!(matches!(
-            r.splice_stream_frame(&out, &mut splicer),
+            r.splice_frame(len, &out),
             Err(ReadError::Truncated)
         ));
+
+        // A large stream frame partly read into the buffer along with the
+        // frame before it takes the buffered path, whole.
+        let (a, b) = UnixStream::pair().unwrap();
+        let short = stream_frame(100);
+        (&a).write_all(&short).unwrap();
+        (&a).write_all(&whole).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        assert_eq!(r.next_stream_frame().unwrap(), None);
+        assert_eq!(r.read_frame().unwrap().bytes, short);
+        assert_eq!(r.next_stream_frame().unwrap(), None);
+        assert_eq!(r.read_frame().unwrap().bytes, whole);
     }
 
     #[test]
