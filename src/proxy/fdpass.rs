@@ -98,20 +98,9 @@ impl FrameReader {
         control: &mut RecvAncillaryBuffer<'_>,
     ) -> rustix::io::Result<rustix::net::RecvMsg> {
         let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
-        if !self.poll.is_zero() {
-            let until = Instant::now() + self.poll;
-            loop {
-                let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT;
-                match rustix::net::recvmsg(&self.sock, &mut iov, control, flags) {
-                    Err(rustix::io::Errno::AGAIN) if Instant::now() < until => {
-                        std::hint::spin_loop()
-                    }
-                    Err(rustix::io::Errno::AGAIN) => break,
-                    r => return r,
-                }
-            }
-        }
-        rustix::net::recvmsg(&self.sock, &mut iov, control, RecvFlags::CMSG_CLOEXEC)
+        polled(self.poll, RecvFlags::CMSG_CLOEXEC, |flags| {
+            rustix::net::recvmsg(&self.sock, &mut iov, control, flags)
+        })
     }
 
     fn available(&self) -> usize {
@@ -317,20 +306,32 @@ impl FrameReader {
     /// Looks at the next bytes without consuming them, polling first when
     /// asked to (see `set_poll`).
     fn peek(&self, head: &mut [u8]) -> Result<usize, ReadError> {
-        let until = (!self.poll.is_zero()).then(|| Instant::now() + self.poll);
-        loop {
-            let polling = until.is_some_and(|u| Instant::now() < u);
-            let flags = if polling {
-                RecvFlags::PEEK | RecvFlags::DONTWAIT
-            } else {
-                RecvFlags::PEEK
-            };
-            match rustix::net::recv(&self.sock, &mut *head, flags) {
-                Ok((n, _)) => return Ok(n),
-                Err(rustix::io::Errno::AGAIN) if polling => std::hint::spin_loop(),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(ReadError::Io(e.into())),
-            }
+        polled(self.poll, RecvFlags::PEEK, |flags| {
+            rustix::net::recv(&self.sock, &mut *head, flags).map(|(n, _)| n)
+        })
+        .map_err(|e| ReadError::Io(e.into()))
+    }
+}
+
+/// One receive with `flags`: first, for up to `poll`, attempts that do not
+/// wait (DONTWAIT), then one that may sleep in the kernel. EINTR is retried.
+fn polled<T>(
+    poll: Duration,
+    flags: RecvFlags,
+    mut op: impl FnMut(RecvFlags) -> rustix::io::Result<T>,
+) -> rustix::io::Result<T> {
+    let until = (!poll.is_zero()).then(|| Instant::now() + poll);
+    loop {
+        let polling = until.is_some_and(|u| Instant::now() < u);
+        let f = if polling {
+            flags | RecvFlags::DONTWAIT
+        } else {
+            flags
+        };
+        match op(f) {
+            Err(rustix::io::Errno::AGAIN) if polling => std::hint::spin_loop(),
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r,
         }
     }
 }
