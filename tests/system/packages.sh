@@ -46,25 +46,31 @@ contents=$(dpkg-deb -c "$DEB")
 deb_entry() {
   t_check "deb: $2 ($1, root:root)" grep -Eq "^$1 0/0 +[0-9]+ [0-9-]+ [0-9:]+ \./${2#/}\$" <<<"$contents"
 }
-deb_entry -rwxr-xr-x /usr/bin/vhostfix
-deb_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
-deb_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
-deb_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
-deb_entry -rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service
-for f in libvirtd.socket.conf libvirtd-ro.socket.conf libvirtd-admin.socket.conf libvirtd.conf.snippet tmpfiles.conf vhostfix.toml; do
-  deb_entry -rw-r--r-- "/usr/lib/vhostfix/transparent/$f"
-done
-deb_entry -rw-r--r-- /usr/share/man/man1/vhostfix-proxy.1.gz
-deb_entry -rw-r--r-- /usr/share/doc/vhostfix/proxy.md
-for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man; do
-  deb_entry -rw-r--r-- "/usr/share/man/man1/$page.1.gz"
-done
-deb_entry -rw-r--r-- /usr/share/bash-completion/completions/vhostfix
-deb_entry -rw-r--r-- /usr/share/zsh/vendor-completions/_vhostfix
-deb_entry -rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish
-for doc in README.md INSTALL.md NEWS.gz copyright; do
-  deb_entry -rw-r--r-- "/usr/share/doc/vhostfix/$doc"
-done
+# The files both packages install, with their modes. The .rpm names two of
+# them differently (rpm_name): zsh's site-functions directory, and NEWS
+# uncompressed.
+manifest() {
+  local f page doc
+  echo "-rwxr-xr-x /usr/bin/vhostfix"
+  echo "-rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher"
+  echo "-rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks"
+  echo "-rw-r--r-- /etc/vhostfix/vhostfix.toml"
+  echo "-rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service"
+  for f in libvirtd.socket.conf libvirtd-ro.socket.conf libvirtd-admin.socket.conf libvirtd.conf.snippet tmpfiles.conf vhostfix.toml; do
+    echo "-rw-r--r-- /usr/lib/vhostfix/transparent/$f"
+  done
+  for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
+    echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
+  done
+  echo "-rw-r--r-- /usr/share/bash-completion/completions/vhostfix"
+  echo "-rw-r--r-- /usr/share/zsh/vendor-completions/_vhostfix"
+  echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish"
+  for doc in README.md INSTALL.md NEWS.gz copyright proxy.md; do
+    echo "-rw-r--r-- /usr/share/doc/vhostfix/$doc"
+  done
+}
+rpm_name() { sed 's|/vendor-completions/|/site-functions/|; s|/NEWS.gz$|/NEWS|'; }
+while read -r mode path; do deb_entry "$mode" "$path"; done < <(manifest)
 t_eq "deb: under /etc only the configuration (the hook link is made by postinst)" \
   "./etc/ ./etc/vhostfix/ ./etc/vhostfix/vhostfix.toml" "$(awk '$6 ~ /^\.\/etc\// {print $6}' <<<"$contents" | paste -sd' ')"
 t_eq "deb: no file outside /usr and /etc" "" "$(awk '$6 !~ /^\.\/(usr|etc)\// {print $6}' <<<"$contents")"
@@ -100,19 +106,9 @@ files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FIL
 rpm_entry() {
   t_check "rpm: $2 ($1, root:root)" grep -Eq "^$1 root:root [a-z]* $2\$" <<<"$files"
 }
-rpm_entry -rwxr-xr-x /usr/bin/vhostfix
-rpm_entry -rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher
-rpm_entry -rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks
-rpm_entry -rw-r--r-- /etc/vhostfix/vhostfix.toml
-rpm_entry -rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service
-rpm_entry -rw-r--r-- /usr/lib/vhostfix/transparent/libvirtd.socket.conf
-rpm_entry -rw-r--r-- /usr/share/doc/vhostfix/proxy.md
-rpm_entry -rw-r--r-- /usr/share/man/man1/vhostfix.1.gz
-rpm_entry -rw-r--r-- /usr/share/bash-completion/completions/vhostfix
-rpm_entry -rw-r--r-- /usr/share/zsh/site-functions/_vhostfix
-rpm_entry -rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish
+while read -r mode path; do rpm_entry "$mode" "$path"; done < <(manifest | rpm_name)
 t_eq "rpm: -qpl lists the same files as the .deb (bar the zsh directory and NEWS compression)" \
-  "$(awk '$6 !~ /\/$/ {sub(/^\./, "", $6); print $6}' <<<"$contents" | sed 's|/vendor-completions/|/site-functions/|; s|/NEWS.gz$|/NEWS|' | sort)" \
+  "$(awk '$6 !~ /\/$/ {sub(/^\./, "", $6); print $6}' <<<"$contents" | rpm_name | sort)" \
   "$(rpm -qpl "$RPM" 2>/dev/null | sort)"
 t_check "rpm: the configuration is %config(noreplace)" grep -Eq '^-rw-r--r-- root:root cn /etc/vhostfix/vhostfix.toml$' <<<"$files"
 t_eq "rpm: it is the only configuration file" "$CONF" "$(rpm -qpc "$RPM" 2>/dev/null)"
