@@ -120,6 +120,13 @@ pub enum Command {
         /// libvirt's read-only socket (default: proxy.upstream_ro, else UPSTREAM-ro).
         #[arg(long, value_name = "PATH")]
         upstream_ro: Option<PathBuf>,
+        /// Print the counters of the running proxy (read from proxy.admin_socket,
+        /// root only) and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Format of --stats: "text" (name value lines), "json" or "prometheus".
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json", "prometheus"], requires = "stats")]
+        format: String,
     },
     /// Print a shell completion script.
     Completions {
@@ -197,10 +204,21 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(u8::try_from(code).unwrap_or(EXIT_ERROR))
         }
         Command::Proxy {
+            stats: true,
+            format,
+            ..
+        } => {
+            let (config, _) = crate::config::load(cli.config.as_deref())?;
+            let pairs = crate::proxy::admin::fetch(&config.proxy.admin_socket)?;
+            print!("{}", crate::proxy::admin::render(&pairs, format));
+            Ok(EXIT_OK)
+        }
+        Command::Proxy {
             listen,
             upstream,
             listen_ro,
             upstream_ro,
+            ..
         } => {
             if let Some(note) = crate::logging::init() {
                 eprintln!("vhostfix: note: {note}");

@@ -134,6 +134,26 @@ pub struct ProxyConfig {
     /// Microseconds a relay thread polls for libvirt's reply before sleeping
     /// (0: never poll). Trades CPU for latency; see docs/proxy.md.
     pub busy_poll_us: u32,
+    /// Most client connections relayed at once (all users).
+    pub max_clients: u32,
+    /// Most connections one non-root user may hold.
+    pub max_clients_per_user: u32,
+    /// Connections out of `max_clients` that only root may use.
+    pub reserved_for_root: u32,
+    /// Most non-root upstream connections that have not finished opening
+    /// (libvirtd stops accepting anyone past its max_anonymous_clients, 20).
+    pub max_unauthenticated: u32,
+    /// Seconds a client has from connecting to a successful CONNECT_OPEN.
+    pub auth_timeout_seconds: u32,
+    /// Seconds a frame may take to arrive once its first byte came.
+    pub frame_timeout_seconds: u32,
+    /// Largest call (MiB) whose XML the proxy reads; larger calls are refused.
+    pub max_call_mib: u32,
+    /// Most MiB all non-root clients' calls may hold in the proxy at once.
+    pub max_buffered_mib: u32,
+    /// Root-only socket where `vhostfix proxy --stats` reads the counters
+    /// (empty: none).
+    pub admin_socket: PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -152,6 +172,15 @@ impl Default for ProxyConfig {
             on_error: OnError::Allow,
             drain_seconds: 5,
             busy_poll_us: 0,
+            max_clients: 512,
+            max_clients_per_user: 32,
+            reserved_for_root: 32,
+            max_unauthenticated: 10,
+            auth_timeout_seconds: 15,
+            frame_timeout_seconds: 30,
+            max_call_mib: 16,
+            max_buffered_mib: 48,
+            admin_socket: PathBuf::from("/run/vhostfix/admin-sock"),
         }
     }
 }
@@ -180,6 +209,8 @@ pub enum ProxyAction {
     #[default]
     Fix,
     Deny,
+    /// Decide, log and count what would change, but forward unchanged.
+    Report,
     Off,
 }
 
@@ -297,6 +328,27 @@ impl Config {
             return Err(format!(
                 "proxy.drain_seconds = {}: must be at most 600",
                 p.drain_seconds
+            ));
+        }
+        let bounds: [(&str, u32, u32, u32); 8] = [
+            ("max_clients", p.max_clients, 1, 65536),
+            ("max_clients_per_user", p.max_clients_per_user, 1, 65536),
+            ("reserved_for_root", p.reserved_for_root, 0, 65536),
+            ("max_unauthenticated", p.max_unauthenticated, 1, 1024),
+            ("auth_timeout_seconds", p.auth_timeout_seconds, 1, 3600),
+            ("frame_timeout_seconds", p.frame_timeout_seconds, 1, 3600),
+            ("max_call_mib", p.max_call_mib, 1, 32),
+            ("max_buffered_mib", p.max_buffered_mib, 1, 65536),
+        ];
+        for (key, v, lo, hi) in bounds {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("proxy.{key} = {v}: must be between {lo} and {hi}"));
+            }
+        }
+        if p.reserved_for_root >= p.max_clients {
+            return Err(format!(
+                "proxy.reserved_for_root = {}: must be less than proxy.max_clients ({})",
+                p.reserved_for_root, p.max_clients
             ));
         }
         if p.busy_poll_us > 1000 {

@@ -17,11 +17,27 @@ pub enum Action {
     Deny(Vec<u8>),
 }
 
+/// What the decision amounts to, for the proxy's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a call with vhost-user XML: nothing was looked at.
+    NotInspected,
+    /// Inspected; forwarded unchanged (nothing to change, or left to libvirt).
+    Forwarded,
+    Rewritten,
+    Denied,
+    /// `proxy.action = "report"`: would have been rewritten; forwarded.
+    Reported,
+    /// Unreadable XML or a failed lookup (`proxy.on_error` applied).
+    Error,
+}
+
 /// The action plus a line for the log (`None`: not worth logging).
 #[derive(Debug)]
 pub struct Decision {
     pub action: Action,
     pub log: Option<(log::Level, String)>,
+    pub outcome: Outcome,
 }
 
 impl Decision {
@@ -29,6 +45,7 @@ impl Decision {
         Decision {
             action: Action::Forward,
             log: None,
+            outcome: Outcome::NotInspected,
         }
     }
 }
@@ -48,6 +65,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             // libvirtd rejects undecodable arguments itself.
             return Decision {
                 action: Action::Forward,
+                outcome: Outcome::NotInspected,
                 log: Some((
                     log::Level::Debug,
                     format!(
@@ -73,6 +91,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         match config.proxy.on_error {
             OnError::Allow => Decision {
                 action: Action::Forward,
+                outcome: Outcome::Error,
                 log: Some((
                     log::Level::Warn,
                     format!("{what}: {why}; forwarded unchanged (proxy.on_error = \"allow\")"),
@@ -88,6 +107,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
                     &header,
                     &msg,
                     format!("{what}: {why}; denied (proxy.on_error = \"deny\")"),
+                    Outcome::Error,
                 )
             }
         }
@@ -143,6 +163,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         };
         return Decision {
             action: Action::Forward,
+            outcome: Outcome::Forwarded,
             log: Some((log::Level::Info, format!("{what} action=forward{left}"))),
         };
     }
@@ -165,6 +186,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             &header,
             &msg,
             format!("{what} action=deny ({key}): {}", fixes.join(", ")),
+            Outcome::Denied,
         )
     };
     if call.role == XmlRole::FixedAbi {
@@ -175,6 +197,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             ),
             FixedAbiAction::Forward => Decision {
                 action: Action::Forward,
+                outcome: Outcome::Forwarded,
                 log: Some((log::Level::Warn, format!("{what} action=forward (fixed guest ABI, libvirt decides): {}", fixes.join(", ")))),
             },
         };
@@ -185,10 +208,24 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             "proxy.action = \"deny\"",
         );
     }
+    if config.proxy.action == ProxyAction::Report {
+        return Decision {
+            action: Action::Forward,
+            outcome: Outcome::Reported,
+            log: Some((
+                log::Level::Warn,
+                format!(
+                    "{what} action=report (proxy.action = \"report\": forwarded unchanged; \"fix\" would rewrite): {}",
+                    fixes.join(", ")
+                ),
+            )),
+        };
+    }
     let new = a.output(text);
     match wire::replace_string(frame, call.range.clone(), new.as_bytes()) {
         Some(f) => Decision {
             action: Action::Replace(f),
+            outcome: Outcome::Rewritten,
             log: Some((
                 log::Level::Info,
                 format!("{what} action=rewrite: {}", fixes.join(", ")),
@@ -235,8 +272,9 @@ fn embedded_domain<'t>(
 }
 
 /// A refused call: libvirt's "unsupported configuration" error reply, and a warning for the log.
-fn refusal(header: &wire::Header, message: &str, log: String) -> Decision {
+fn refusal(header: &wire::Header, message: &str, log: String, outcome: Outcome) -> Decision {
     Decision {
+        outcome,
         action: Action::Deny(wire::error_reply(
             header,
             err::CONFIG_UNSUPPORTED,

@@ -12,6 +12,7 @@
 //! `OwnedFd`s: no `unsafe` here, and a descriptor we drop is closed.
 
 use super::wire::{self, FrameError, Header, HEADER_LEN, LEN_WORD};
+use memmap2::MmapMut;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -21,6 +22,8 @@ use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One frame as read: its bytes (length word included), borrowed from the
@@ -44,6 +47,15 @@ pub enum ReadError {
     Frame(#[from] FrameError),
     #[error("file descriptors out of step with the frame ({0})")]
     Fds(&'static str),
+    /// A deadline of the reader's `Guard` passed.
+    #[error("{0}")]
+    Timeout(&'static str),
+    /// A frame longer than the `Guard` allows.
+    #[error("a call of {0} bytes is longer than proxy.max_call_mib allows")]
+    TooLarge(usize),
+    /// The memory budget shared by unprivileged clients is spent.
+    #[error("the memory budget for unprivileged clients (proxy.max_buffered_mib) is spent")]
+    Budget,
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -51,23 +63,113 @@ pub enum ReadError {
 /// Most fds one control message may bring; more is a protocol violation.
 const CMSG_FDS: usize = 8;
 const READ_CHUNK: usize = 256 * 1024;
+/// A buffer grows by at most this much per step, as bytes really arrive: a
+/// length word alone never makes the proxy allocate what it announces.
+const GROW_STEP: usize = 1 << 20;
+
+/// Bytes that several readers draw from (the unprivileged clients' share).
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Budget {
+        Budget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::SeqCst);
+        if before + n > self.max {
+            self.used.fetch_sub(n, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// What a reader enforces on a peer it does not trust. Its socket must have a
+/// receive timeout (SO_RCVTIMEO), so that a silent peer wakes the reader up to
+/// check the deadlines.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Once a frame's first byte came, the whole frame must come within this.
+    pub frame_timeout: Duration,
+    /// Longest frame read into memory (longer stream or call data that needs
+    /// no decision is spliced, see `next_passthrough_frame`).
+    pub max_frame: usize,
+    /// Growth beyond the first chunk is drawn from here, when set.
+    pub budget: Option<Arc<Budget>>,
+    /// Until `opened` is set, the peer must not be idle past this instant.
+    pub open_by: Option<Instant>,
+    pub opened: Arc<AtomicBool>,
+}
+
+/// The reader's buffer: anonymous memory mapped for it alone, so that what a
+/// burst of large frames took goes back to the system when they are done
+/// (glibc keeps freed heap memory, and its mmap threshold grows after frees).
+struct Buf {
+    map: MmapMut,
+}
+
+impl Buf {
+    fn new(len: usize) -> io::Result<Buf> {
+        Ok(Buf {
+            map: MmapMut::map_anon(len.max(1))?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A larger buffer holding the first `keep` bytes of this one.
+    fn grown(&self, len: usize, keep: usize) -> io::Result<Buf> {
+        let mut b = Buf::new(len)?;
+        b.map[..keep].copy_from_slice(&self.map[..keep]);
+        Ok(b)
+    }
+}
 
 /// Reads whole frames from a socket, with any fds that follow them.
 ///
 /// `buf[frame..start]` is the frame being read (kept in place, since the frame
 /// handed out borrows it), `buf[start..end]` what was received and not yet
-/// consumed.
+/// consumed. Every fd is queued with the stream offset of the byte it came
+/// with, so a descriptor is only ever paired with its own carrier byte; fds
+/// that came with the bytes of a frame (no libvirt peer sends such) are closed.
 pub struct FrameReader {
     sock: UnixStream,
     /// How long a read polls the socket before it sleeps (see `set_poll`).
     poll: Duration,
     /// The pipe for spliced stream frames, made when the first one comes.
     splicer: Option<Splicer>,
-    buf: Vec<u8>,
+    buf: Buf,
+    /// Stream offset of `buf[0]`.
+    base: u64,
     frame: usize,
     start: usize,
     end: usize,
-    fds: VecDeque<OwnedFd>,
+    fds: VecDeque<(u64, OwnedFd)>,
+    guard: Option<Guard>,
+    /// Budget drawn for `buf` beyond `READ_CHUNK`.
+    held: usize,
+    /// When the first byte of the frame being read came.
+    frame_since: Option<Instant>,
+    /// Descriptors closed because no frame announced them.
+    pub stray_fds: u64,
 }
 
 impl FrameReader {
@@ -76,12 +178,23 @@ impl FrameReader {
             sock,
             poll: Duration::ZERO,
             splicer: None,
-            buf: vec![0; READ_CHUNK],
+            buf: Buf::new(READ_CHUNK).expect("mapping the first read buffer"),
+            base: 0,
             frame: 0,
             start: 0,
             end: 0,
             fds: VecDeque::new(),
+            guard: None,
+            held: 0,
+            frame_since: None,
+            stray_fds: 0,
         }
+    }
+
+    /// Enforces `g` on the peer from now on.
+    pub fn guarded(mut self, g: Guard) -> Self {
+        self.guard = Some(g);
+        self
     }
 
     /// Makes the next reads poll the socket for up to `d` before they sleep
@@ -97,7 +210,7 @@ impl FrameReader {
         &mut self,
         control: &mut RecvAncillaryBuffer<'_>,
     ) -> rustix::io::Result<rustix::net::RecvMsg> {
-        let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+        let mut iov = [IoSliceMut::new(&mut self.buf.map[self.end..])];
         polled(self.poll, RecvFlags::CMSG_CLOEXEC, |flags| {
             rustix::net::recvmsg(&self.sock, &mut iov, control, flags)
         })
@@ -110,34 +223,89 @@ impl FrameReader {
     /// Moves the current frame and what follows it to the front of the buffer.
     fn compact(&mut self) {
         let base = self.frame;
-        self.buf.copy_within(base..self.end, 0);
+        self.buf.map.copy_within(base..self.end, 0);
         self.frame = 0;
         self.start -= base;
         self.end -= base;
+        self.base += base as u64;
+    }
+
+    /// Called when a read timed out: fails once a deadline has passed.
+    fn check_deadlines(&self) -> Result<(), ReadError> {
+        let Some(g) = &self.guard else { return Ok(()) };
+        if let Some(since) = self.frame_since {
+            if since.elapsed() > g.frame_timeout {
+                return Err(ReadError::Timeout(
+                    "a frame took longer than proxy.frame_timeout_seconds",
+                ));
+            }
+        }
+        if let Some(by) = g.open_by {
+            if !g.opened.load(Ordering::SeqCst) && Instant::now() > by {
+                return Err(ReadError::Timeout(
+                    "no successful CONNECT_OPEN within proxy.auth_timeout_seconds",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the buffer for a frame that needs `need` bytes from `frame`.
+    fn grow(&mut self, need: usize) -> Result<(), ReadError> {
+        let len = self.buf.len();
+        let want = (self.start + need).min(len + GROW_STEP).max(len + 1);
+        if let Some(b) = self.guard.as_ref().and_then(|g| g.budget.clone()) {
+            let extra = want.saturating_sub(READ_CHUNK.max(len));
+            if !b.take(extra) {
+                return Err(ReadError::Budget);
+            }
+            self.held += extra;
+        }
+        self.buf = self.buf.grown(want, self.end)?;
+        Ok(())
+    }
+
+    /// Gives back a large buffer once nothing is in it.
+    fn shrink(&mut self) {
+        if self.buf.len() > READ_CHUNK && self.start == self.end {
+            if let Ok(b) = Buf::new(READ_CHUNK) {
+                self.base += self.end as u64;
+                self.buf = b;
+                self.frame = 0;
+                self.start = 0;
+                self.end = 0;
+                if let Some(budget) = self.guard.as_ref().and_then(|g| g.budget.as_ref()) {
+                    budget.give(self.held);
+                }
+                self.held = 0;
+            }
+        }
     }
 
     /// Makes at least `need` bytes available; false on EOF before that.
     fn fill(&mut self, need: usize) -> Result<bool, ReadError> {
         while self.available() < need {
-            if self.buf.len() - self.start < need {
-                // Not enough room behind: compact, and grow for a large frame.
+            if self.end == self.buf.len() {
                 self.compact();
-                if self.buf.len() - self.start < need {
-                    self.buf.resize((self.start + need).max(READ_CHUNK), 0);
-                }
-            } else if self.end == self.buf.len() {
-                self.compact();
+            }
+            if self.end == self.buf.len() {
+                self.grow(need)?;
             }
             let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(CMSG_FDS))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let got = match self.recv(&mut control) {
                 Ok(m) => m,
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.check_deadlines()?;
+                    continue;
+                }
                 Err(e) => return Err(ReadError::Io(e.into())),
             };
+            let mut came = Vec::new();
             for msg in control.drain() {
                 if let RecvAncillaryMessage::ScmRights(fds) = msg {
-                    self.fds.extend(fds);
+                    came.extend(fds);
                 }
             }
             if got.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
@@ -146,9 +314,23 @@ impl FrameReader {
             if got.bytes == 0 {
                 return Ok(false);
             }
+            if self.frame_since.is_none() {
+                self.frame_since = Some(Instant::now());
+            }
             self.end += got.bytes;
+            // Linux ends a read after the byte that carried descriptors.
+            let at = self.base + (self.end - 1) as u64;
+            self.fds.extend(came.into_iter().map(|fd| (at, fd)));
         }
         Ok(true)
+    }
+
+    /// Closes queued fds that came before stream offset `before`.
+    fn drop_stray(&mut self, before: u64) {
+        while self.fds.front().is_some_and(|(at, _)| *at < before) {
+            self.fds.pop_front();
+            self.stray_fds += 1;
+        }
     }
 
     /// The next frame, or `Err(Eof)` when the peer closed between frames.
@@ -156,12 +338,13 @@ impl FrameReader {
         if self.start == self.end {
             // The previous frame is gone: start again at the front, and give
             // back the memory of a large frame.
+            self.base += self.end as u64;
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > 4 * READ_CHUNK {
-                self.buf = vec![0; READ_CHUNK];
-            }
+            self.frame_since = None;
+            self.shrink();
         }
+        self.check_open_deadline()?;
         self.frame = self.start;
         if !self.fill(LEN_WORD)? {
             return Err(if self.available() == 0 {
@@ -171,17 +354,23 @@ impl FrameReader {
             });
         }
         let word = [
-            self.buf[self.start],
-            self.buf[self.start + 1],
-            self.buf[self.start + 2],
-            self.buf[self.start + 3],
+            self.buf.map[self.start],
+            self.buf.map[self.start + 1],
+            self.buf.map[self.start + 2],
+            self.buf.map[self.start + 3],
         ];
         let len = wire::frame_len(word)?;
+        if let Some(g) = &self.guard {
+            if len > g.max_frame {
+                return Err(ReadError::TooLarge(len));
+            }
+        }
         if !self.fill(len)? {
             return Err(ReadError::Truncated);
         }
         self.start += len;
-        let nfds = wire::fd_count(&self.buf[self.frame..self.start])? as usize;
+        let nfds = wire::fd_count(&self.buf.map[self.frame..self.start])? as usize;
+        self.drop_stray(self.base + self.start as u64);
         let mut fds = Vec::with_capacity(nfds);
         for _ in 0..nfds {
             // One carrier byte per descriptor; the fd came with it. The frame
@@ -190,21 +379,53 @@ impl FrameReader {
             if !self.fill(1)? {
                 return Err(ReadError::Truncated);
             }
-            self.buf.copy_within(self.frame..self.start, self.frame + 1);
+            let carrier = self.base + self.start as u64;
+            self.buf
+                .map
+                .copy_within(self.frame..self.start, self.frame + 1);
             self.frame += 1;
             self.start += 1;
-            match self.fds.pop_front() {
-                Some(fd) => fds.push(fd),
-                None => return Err(ReadError::Fds("a carrier byte came without a descriptor")),
+            match self.fds.front() {
+                Some((at, _)) if *at == carrier => {
+                    if let Some((_, fd)) = self.fds.pop_front() {
+                        fds.push(fd);
+                    }
+                }
+                _ => return Err(ReadError::Fds("a carrier byte came without a descriptor")),
             }
         }
         if self.fds.len() > wire::MAX_FDS as usize {
             return Err(ReadError::Fds("descriptors that no frame announced"));
         }
+        // Bytes of the next frame may already be here.
+        self.frame_since = (self.available() > 0).then(Instant::now);
         Ok(Frame {
-            bytes: &self.buf[self.frame..self.frame + len],
+            bytes: &self.buf.map[self.frame..self.frame + len],
             fds,
         })
+    }
+
+    /// Between frames: fails when the peer has not opened its connection in time.
+    fn check_open_deadline(&self) -> Result<(), ReadError> {
+        match &self.guard {
+            Some(g)
+                if g.open_by.is_some_and(|by| Instant::now() > by)
+                    && !g.opened.load(Ordering::SeqCst) =>
+            {
+                Err(ReadError::Timeout(
+                    "no successful CONNECT_OPEN within proxy.auth_timeout_seconds",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        if let Some(b) = self.guard.as_ref().and_then(|g| g.budget.as_ref()) {
+            b.give(self.held);
+        }
     }
 }
 
@@ -232,7 +453,14 @@ impl Splicer {
     }
 
     /// Moves exactly `len` bytes from `from` to `to`.
-    fn transfer(&self, from: &UnixStream, to: &UnixStream, len: usize) -> Result<(), ReadError> {
+    fn transfer(
+        &self,
+        from: &UnixStream,
+        to: &UnixStream,
+        len: usize,
+        since: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<(), ReadError> {
         use rustix::pipe::{splice, SpliceFlags};
         let mut left = len;
         while left > 0 {
@@ -247,6 +475,14 @@ impl Splicer {
                 Ok(0) => return Err(ReadError::Truncated),
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => {
+                    if timeout.is_some_and(|t| since.elapsed() > t) {
+                        return Err(ReadError::Timeout(
+                            "a frame took longer than proxy.frame_timeout_seconds",
+                        ));
+                    }
+                    continue;
+                }
                 Err(e) => return Err(ReadError::Io(e.into())),
             };
             let mut queued = got;
@@ -266,15 +502,26 @@ impl Splicer {
 
 impl FrameReader {
     /// Waits for the next frame and tells whether it should be spliced: when
-    /// nothing is buffered and it is a stream data frame of at least
-    /// `SPLICE_MIN` bytes, its length (then call `splice_frame`). `None`: read
-    /// it with `read_frame`. `Err(Eof)` when the peer closed between frames.
-    pub fn next_stream_frame(&mut self) -> Result<Option<usize>, ReadError> {
+    /// nothing is buffered and it is a frame of at least `SPLICE_MIN` bytes
+    /// that needs no decision (stream data, or a call that carries neither
+    /// XML nor fds), its length and header (then call `splice_frame`).
+    /// `None`: read it with `read_frame`. `Err(Eof)` when the peer closed
+    /// between frames.
+    pub fn next_passthrough_frame(&mut self) -> Result<Option<(usize, Header)>, ReadError> {
         if self.start != self.end {
             return Ok(None);
         }
+        self.check_open_deadline()?;
         let mut head = [0u8; LEN_WORD + HEADER_LEN];
-        let seen = self.peek(&mut head)?;
+        let seen = loop {
+            match self.peek(&mut head) {
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.check_deadlines()?;
+                    self.check_open_deadline()?;
+                }
+                r => break r?,
+            }
+        };
         if seen == 0 {
             return Err(ReadError::Eof);
         }
@@ -282,23 +529,28 @@ impl FrameReader {
             return Ok(None);
         }
         let len = wire::frame_len([head[0], head[1], head[2], head[3]])?;
-        let stream = Header::of_frame(&head)
-            .is_some_and(|h| h.mtype == wire::mtype::STREAM && h.status == wire::status::CONTINUE);
-        if !stream || len < SPLICE_MIN {
+        let Some(h) = Header::of_frame(&head) else {
+            return Ok(None);
+        };
+        let stream = h.mtype == wire::mtype::STREAM && h.status == wire::status::CONTINUE;
+        let plain_call = h.mtype == wire::mtype::CALL && !wire::may_carry_xml(h.prog, h.procedure);
+        if !(stream || plain_call) || len < SPLICE_MIN {
             return Ok(None);
         }
         if self.splicer.is_none() {
             // Without a pipe (fd limit) the frame takes the buffered path.
             self.splicer = Splicer::new().ok();
         }
-        Ok(self.splicer.as_ref().map(|_| len))
+        Ok(self.splicer.as_ref().map(|_| (len, h)))
     }
 
-    /// Moves the next `len` bytes, a frame `next_stream_frame` announced,
-    /// unchanged to `to`.
+    /// Moves the next `len` bytes, a frame `next_passthrough_frame`
+    /// announced, unchanged to `to`.
     pub fn splice_frame(&mut self, len: usize, to: &UnixStream) -> Result<(), ReadError> {
+        let since = Instant::now();
+        let timeout = self.guard.as_ref().map(|g| g.frame_timeout);
         match &self.splicer {
-            Some(s) => s.transfer(&self.sock, to, len),
+            Some(s) => s.transfer(&self.sock, to, len, since, timeout),
             None => Err(ReadError::Io(io::Error::other("no pipe to splice through"))),
         }
     }
@@ -391,12 +643,15 @@ pub struct PeerCred {
     pub pid: i32,
 }
 
+/// `pid` is 0 when the peer lives in a PID namespace this process cannot see
+/// into (a container, `unshare --pid`): uid and gid are still right.
 pub fn peer_cred(sock: &UnixStream) -> io::Result<PeerCred> {
-    let c = rustix::net::sockopt::socket_peercred(sock)?;
+    let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
     Ok(PeerCred {
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-        pid: c.pid.as_raw_nonzero().get(),
+        uid: c.uid(),
+        gid: c.gid(),
+        pid: c.pid(),
     })
 }
 
@@ -417,6 +672,115 @@ mod tests {
             status: status::OK,
         };
         build_frame(&h, payload)
+    }
+
+    /// Sends `bytes` with `fds` attached to them (what no libvirt peer does).
+    fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) {
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
+        let n = rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )
+        .unwrap();
+        assert_eq!(n, bytes.len());
+    }
+
+    #[test]
+    fn fds_sent_with_a_frame_that_takes_none_are_closed_not_kept() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (stray, mut stray_peer) = UnixStream::pair().unwrap();
+        let plain = frame(mtype::CALL, b"abcd");
+        send_with_fds(&a, &plain, &[OwnedFd::from(stray)]);
+        // Then a frame that announces one fd, sent properly.
+        let (p1, _p1r) = UnixStream::pair().unwrap();
+        let mut args = Vec::new();
+        put_u32(&mut args, 1);
+        let with = frame(mtype::CALL_WITH_FDS, &args);
+        write_frame(&a, &with, &[OwnedFd::from(p1)]).unwrap();
+        drop(a);
+        let mut r = FrameReader::new(b);
+        assert!(r.read_frame().unwrap().fds.is_empty());
+        let f = r.read_frame().unwrap();
+        assert_eq!(f.fds.len(), 1);
+        // The fd handed out is the announced one, not the stray.
+        let got = UnixStream::from(f.fds.into_iter().next().unwrap());
+        drop(got);
+        assert_eq!(r.stray_fds, 1);
+        // The stray descriptor was closed: its peer sees EOF.
+        let mut buf = [0u8; 1];
+        assert_eq!(stray_peer.read(&mut buf).unwrap(), 0);
+    }
+
+    fn guard(frame_timeout_ms: u64, max_frame: usize, budget: Option<Arc<Budget>>) -> Guard {
+        Guard {
+            frame_timeout: Duration::from_millis(frame_timeout_ms),
+            max_frame,
+            budget,
+            open_by: None,
+            opened: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn a_slow_frame_times_out_and_a_huge_one_is_refused_before_it_is_read() {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut r = FrameReader::new(b).guarded(guard(200, 1 << 20, None));
+        (&a).write_all(&[0, 0, 1, 0, 0]).unwrap();
+        let t = Instant::now();
+        assert!(matches!(r.read_frame(), Err(ReadError::Timeout(_))));
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut r = FrameReader::new(b).guarded(guard(200, 1 << 20, None));
+        (&a).write_all(&(32u32 << 20).to_be_bytes()).unwrap();
+        assert!(matches!(r.read_frame(), Err(ReadError::TooLarge(n)) if n == 32 << 20));
+    }
+
+    #[test]
+    fn an_idle_peer_must_open_in_time() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut g = guard(1000, 1 << 20, None);
+        g.open_by = Some(Instant::now() + Duration::from_millis(100));
+        let mut r = FrameReader::new(b).guarded(g);
+        assert!(matches!(
+            r.next_passthrough_frame(),
+            Err(ReadError::Timeout(_))
+        ));
+    }
+
+    #[test]
+    fn large_frames_draw_on_the_budget_and_give_it_back() {
+        let budget = Arc::new(Budget::new(2 << 20));
+        let big = frame(mtype::CALL, &vec![7u8; 1536 * 1024]);
+        let (a, b) = UnixStream::pair().unwrap();
+        let w = std::thread::spawn(move || {
+            write_frame(&a, &big, &[]).unwrap();
+            write_frame(&a, &frame(mtype::CALL, b"x"), &[]).unwrap();
+            big
+        });
+        let mut r = FrameReader::new(b).guarded(guard(5000, 16 << 20, Some(budget.clone())));
+        let got = r.read_frame().unwrap().bytes.to_vec();
+        assert!(budget.used() > 0);
+        assert_eq!(got, w.join().unwrap());
+        r.read_frame().unwrap();
+        assert_eq!(budget.used(), 0);
+        // A frame larger than the whole budget is refused once it is spent.
+        let (a, b) = UnixStream::pair().unwrap();
+        let huge = frame(mtype::CALL, &vec![1u8; 3 << 20]);
+        let w = std::thread::spawn(move || {
+            let _ = write_frame(&a, &huge, &[]);
+        });
+        let mut r = FrameReader::new(b).guarded(guard(5000, 16 << 20, Some(budget.clone())));
+        assert!(matches!(r.read_frame(), Err(ReadError::Budget)));
+        drop(r);
+        w.join().unwrap();
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
@@ -531,13 +895,16 @@ mod tests {
             got
         });
         let mut r = FrameReader::new(b);
-        assert_eq!(r.next_stream_frame().unwrap(), Some(big.len()));
+        assert_eq!(
+            r.next_passthrough_frame().unwrap().map(|(n, _)| n),
+            Some(big.len())
+        );
         r.splice_frame(big.len(), &out).unwrap();
         // A small call is not spliced: it is read as usual.
-        assert_eq!(r.next_stream_frame().unwrap(), None);
+        assert!(r.next_passthrough_frame().unwrap().is_none());
         assert_eq!(r.read_frame().unwrap().bytes, small);
         t.join().unwrap();
-        assert!(matches!(r.next_stream_frame(), Err(ReadError::Eof)));
+        assert!(matches!(r.next_passthrough_frame(), Err(ReadError::Eof)));
         drop(out);
         assert_eq!(
             reader_t.join().unwrap(),
@@ -552,7 +919,7 @@ mod tests {
         (&a).write_all(&whole[..whole.len() - 100]).unwrap();
         drop(a);
         let mut r = FrameReader::new(b);
-        let len = r.next_stream_frame().unwrap().unwrap();
+        let len = r.next_passthrough_frame().unwrap().unwrap().0;
         assert!(matches!(
             r.splice_frame(len, &out),
             Err(ReadError::Truncated)
@@ -566,9 +933,9 @@ mod tests {
         (&a).write_all(&whole).unwrap();
         drop(a);
         let mut r = FrameReader::new(b);
-        assert_eq!(r.next_stream_frame().unwrap(), None);
+        assert!(r.next_passthrough_frame().unwrap().is_none());
         assert_eq!(r.read_frame().unwrap().bytes, short);
-        assert_eq!(r.next_stream_frame().unwrap(), None);
+        assert!(r.next_passthrough_frame().unwrap().is_none());
         assert_eq!(r.read_frame().unwrap().bytes, whole);
     }
 

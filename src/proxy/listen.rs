@@ -2,6 +2,14 @@
 //! before anyone can reach them under their real name, a stale socket from a
 //! dead proxy replaced, a live one (or any other file) left alone, and the path
 //! removed again when the listener is dropped, if it is still ours.
+//!
+//! Every path operation happens in a directory that only root can change: the
+//! socket's directory (after resolving symlinks) and each directory above it
+//! must be owned by root and not writable by group or others (or be sticky
+//! and root-owned, like /tmp, for the directories above). Otherwise another
+//! user could swap the temporary name for a symlink between bind and chmod,
+//! or replace the finished socket. Under systemd socket activation the
+//! sockets come ready-made (`from_systemd`) and no path is touched.
 
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -15,7 +23,34 @@ pub struct Listener {
     /// Clients of this socket are relayed to this upstream socket.
     pub upstream: PathBuf,
     pub read_only: bool,
-    id: (u64, u64),
+    /// Device and inode of the socket we created; `None`: not ours to remove.
+    id: Option<(u64, u64)>,
+}
+
+/// Refuses a directory another user could change.
+fn check_dir(dir: &Path, socket: &Path) -> Result<()> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let mut cur = Some(dir);
+    let mut first = true;
+    while let Some(d) = cur {
+        let m = std::fs::metadata(d).with_context(|| format!("{}: cannot inspect", d.display()))?;
+        let mode = m.mode();
+        let owner_ok = m.uid() == 0 || m.uid() == euid;
+        let sticky = mode & 0o1000 != 0;
+        let writable_by_others = mode & 0o022 != 0;
+        if !owner_ok || (writable_by_others && (first || !sticky)) {
+            bail!(
+                "{}: refusing to create {} here: the directory is owned by uid {} with mode {:04o}; it must belong to root and not be writable by group or others",
+                d.display(),
+                socket.display(),
+                m.uid(),
+                mode & 0o7777
+            );
+        }
+        first = false;
+        cur = d.parent();
+    }
+    Ok(())
 }
 
 /// Resolves a group name (or a number) to a gid.
@@ -47,6 +82,11 @@ impl Listener {
                 .with_context(|| format!("{}: cannot create", parent.display()))?;
             std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
         }
+        // Work in the real directory, checked, so no symlink redirects us.
+        let parent = std::fs::canonicalize(parent)
+            .with_context(|| format!("{}: cannot resolve", parent.display()))?;
+        check_dir(&parent, path)?;
+        let path = &parent.join(path.file_name().unwrap_or_default());
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
                 Ok(_) => bail!(
@@ -86,15 +126,54 @@ impl Listener {
             sock,
             upstream,
             read_only,
-            id: (m.dev(), m.ino()),
+            id: Some((m.dev(), m.ino())),
         })
     }
+
+    /// A socket systemd opened and passed (socket activation).
+    pub fn passed(
+        sock: UnixListener,
+        path: PathBuf,
+        upstream: PathBuf,
+        read_only: bool,
+    ) -> Listener {
+        Listener {
+            path,
+            sock,
+            upstream,
+            read_only,
+            id: None,
+        }
+    }
+}
+
+/// Listening sockets passed by systemd (LISTEN_PID, LISTEN_FDS,
+/// LISTEN_FDNAMES), by name: `vhostfix-rw` and `vhostfix-ro`. Empty when the
+/// process was not socket-activated.
+pub fn from_systemd() -> Result<Vec<(String, UnixListener)>> {
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .unwrap_or_default()
+        .split(':')
+        .map(str::to_string)
+        .collect();
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Vec::new();
+    for i in 0..fds.len() {
+        let name = names.get(i).cloned().unwrap_or_default();
+        match fds.take_unix_listener(i) {
+            Ok(Some(l)) => out.push((name, l)),
+            Ok(None) => {}
+            Err(e) => bail!("socket {i} ({name}) passed by systemd: {e}"),
+        }
+    }
+    std::env::remove_var("LISTEN_FDNAMES");
+    Ok(out)
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path) {
-            if (m.dev(), m.ino()) == self.id {
+            if Some((m.dev(), m.ino())) == self.id {
                 let _ = std::fs::remove_file(&self.path);
             }
         }

@@ -93,6 +93,10 @@ pub mod err {
     pub const FROM_DOMAIN: i32 = 20;
     /// VIR_FROM_ACCESS.
     pub const FROM_ACCESS: i32 = 55;
+    /// VIR_ERR_NO_CONNECT.
+    pub const NO_CONNECT: i32 = 5;
+    /// VIR_FROM_REMOTE.
+    pub const FROM_REMOTE: i32 = 13;
     /// VIR_ERR_ERROR.
     pub const LEVEL_ERROR: i32 = 2;
 }
@@ -451,6 +455,15 @@ pub fn proc_name(p: i32) -> Option<&'static str> {
         DOMAIN_RESTORE_PARAMS => "DOMAIN_RESTORE_PARAMS",
         _ => return None,
     })
+}
+
+/// True for a call the proxy may have to inspect: one that can carry domain
+/// or device XML, or CONNECT_OPEN (whose URI the lookups reuse).
+pub fn may_carry_xml(prog: u32, procedure: i32) -> bool {
+    use procs::*;
+    prog == PROG_REMOTE
+        && proc_name(procedure).is_some()
+        && !matches!(procedure, CONNECT_CLOSE | DOMAIN_GET_XML_DESC | AUTH_LIST)
 }
 
 /// Finds the XML argument of a REMOTE call. `Ok(None)`: not a call that carries
