@@ -436,6 +436,11 @@ fn refuse(client: std::os::unix::net::UnixStream, msg: String, shared: &Arc<Shar
 fn drain(listeners: Vec<Listener>, shared: &Shared) {
     drop(listeners);
     let drain = Duration::from_secs(u64::from(shared.current().config.proxy.drain_seconds));
+    // However the unit's TimeoutStopSec was set, systemd waits for the drain.
+    admin::notify(&format!(
+        "EXTEND_TIMEOUT_USEC={}",
+        (drain + Duration::from_secs(5)).as_micros()
+    ));
     let n = shared.handles().len();
     log::info!(
         "proxy: stopping; {n} connection(s) open, waiting up to {}s for calls and streams in flight",
