@@ -17,7 +17,6 @@ I=$REPO/integrations
 H=$REPO/tests/system/integrations
 F=$REPO/tests/files
 [ -x "$VHOSTFIX" ] || { t_fail "vhostfix is built ($VHOSTFIX): cargo build --release"; t_done; exit 1; }
-export VHOSTFIX_LOG=stderr
 
 # Stand-ins for a broken installation.
 MISSING=$T_TMP/no-such-vhostfix
@@ -170,7 +169,8 @@ ZH=$I/zstack/vhostfix-xml-hook.py
 pythons=(python3)
 # The kvmagent of most ZStack hosts is Python 2.7: test it there too when a
 # Python 2 is on this machine (Debian 12 has none; .ci/run does not add one).
-python2 -c 'import sys' >/dev/null 2>&1 && pythons+=(python2)
+py2=${PYTHON2:-python2}
+"$py2" -c "import sys; assert sys.version_info[0] == 2" >/dev/null 2>&1 && pythons+=("$py2")
 for py in "${pythons[@]}"; do
   # zstack_run HOOK FILE: sets OUT, ERR, RC.
   zstack_run() {

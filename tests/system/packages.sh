@@ -24,8 +24,8 @@ done
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 DEB=target/debian/vhostfix_${version}-1_$(dpkg --print-architecture).deb
 RPM=target/generate-rpm/vhostfix-${version}-1.$(uname -m).rpm
-if [ ! -f "$DEB" ] || [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging Cargo.toml -newer "$DEB" -print -quit)" ] \
-  || [ -n "$(find src hooks packaging Cargo.toml -newer "$RPM" -print -quit)" ]; then
+if [ ! -f "$DEB" ] || [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging integrations docs Cargo.toml -newer "$DEB" -print -quit)" ] \
+  || [ -n "$(find src hooks packaging integrations docs Cargo.toml -newer "$RPM" -print -quit)" ]; then
   t_log "building the packages"
   build_log=$T_TMP/build.log
   if cargo build --release >"$build_log" 2>&1 && packaging/build-assets.sh >>"$build_log" 2>&1 \
@@ -67,6 +67,14 @@ manifest() {
   echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish"
   for doc in README.md INSTALL.md NEWS.gz copyright proxy.md; do
     echo "-rw-r--r-- /usr/share/doc/vhostfix/$doc"
+  done
+  echo "-rwxr-xr-x /usr/share/vhostfix/integrations/vdsm/50_vhostfix"
+  echo "-rwxr-xr-x /usr/share/vhostfix/integrations/kubevirt/onDefineDomain"
+  echo "-rw-r--r-- /usr/share/vhostfix/integrations/kubevirt/Containerfile"
+  echo "-rw-r--r-- /usr/share/vhostfix/integrations/cloudstack/libvirt-vm-xml-transformer.groovy"
+  echo "-rw-r--r-- /usr/share/vhostfix/integrations/zstack/vhostfix-xml-hook.py"
+  for doc in vdsm kubevirt cloudstack zstack; do
+    echo "-rw-r--r-- /usr/share/doc/vhostfix/integrations/$doc.md"
   done
 }
 rpm_name() { sed 's|/vendor-completions/|/site-functions/|; s|/NEWS.gz$|/NEWS|'; }
