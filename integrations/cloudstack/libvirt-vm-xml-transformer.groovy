@@ -56,8 +56,13 @@ class VhostfixXmlTransformer {
                 logger.warn("vhostfix: '${vhostfix} filter' printed nothing; the domain XML is passed on unchanged")
                 return original
             }
-            if (messages) {
-                logger.info(messages)
+            // One log line per vhostfix line: its warnings as warnings.
+            messages.eachLine { line ->
+                if (line.contains(': warning:') || line.contains(': error:')) {
+                    logger.warn(line)
+                } else if (line) {
+                    logger.info(line)
+                }
             }
             return fixed
         } catch (Exception e) {

@@ -69,7 +69,8 @@ def _vhostfix_xml_hook(root):
             % (vhostfix, fixed.tag, root.tag))
         return
     for line in messages.splitlines():
-        log(syslog.LOG_INFO, line)
+        warning = ': warning:' in line or ': error:' in line
+        log(syslog.LOG_WARNING if warning else syslog.LOG_INFO, line)
     # Replace the contents of the agent's own Element: the agent serialises
     # that object, not a new one.
     tail = root.tail

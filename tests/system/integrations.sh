@@ -18,6 +18,27 @@ H=$REPO/tests/system/integrations
 F=$REPO/tests/files
 [ -x "$VHOSTFIX" ] || { t_fail "vhostfix is built ($VHOSTFIX): cargo build --release"; t_done; exit 1; }
 
+# doc_snippet PAGE ID TEXT: the fenced block between <!-- BEGIN ID --> and
+# <!-- END ID --> in docs/integrations/PAGE.md must be TEXT (VHOSTFIX_BLESS=1
+# writes it). Paths of the test's stand-in binaries read /usr/bin/vhostfix.
+doc_snippet() {
+  local page=$REPO/docs/integrations/$1.md text
+  text=$(sed -e "s|$T_TMP/[a-z-]*vhostfix|/usr/bin/vhostfix|g" -e "s|$VHOSTFIX|/usr/bin/vhostfix|g" <<<"$3")
+  if [ -n "${VHOSTFIX_BLESS:-}" ]; then
+    python3 - "$page" "$2" "$text" <<'PY'
+import sys
+page, ident, text = sys.argv[1:4]
+lines = open(page).read().split('\n')
+b = lines.index('<!-- BEGIN %s -->' % ident)
+e = lines.index('<!-- END %s -->' % ident)
+lines[b + 1:e] = ['```'] + text.split('\n') + ['```']
+open(page, 'w').write('\n'.join(lines))
+PY
+  fi
+  t_eq "docs/integrations/$1.md shows what the test saw ($2)" "$text" \
+    "$(sed -n "/^<!-- BEGIN $2 -->\$/,/^<!-- END $2 -->\$/p" "$page" | sed '1,2d;$d' | sed '$d')"
+}
+
 # Stand-ins for a broken installation.
 MISSING=$T_TMP/no-such-vhostfix
 FAILING=$T_TMP/failing-vhostfix
@@ -52,6 +73,12 @@ t_eq "vdsm before_vm_start: hook exits 0" 0 "$RC"
 t_eq "vdsm before_vm_start: Windows e1000 vhost-user NIC fixed in \$_hook_domxml (= golden $WIN_VDSM.out.xml)" \
   "$(cat "$F/$WIN_VDSM.out.xml")" "$OUT"
 t_contains "vdsm before_vm_start: vhostfix's change reaches vdsm's log (hook stderr)" "$ERR" "vhostfix: changed: domain"
+# The hook's own stderr, which vdsm logs, for the page.
+for b in "$VHOSTFIX" "$MISSING"; do
+  cp "$F/$WIN_VDSM.xml" "$T_TMP/dom.xml"
+  err=$(_hook_domxml=$T_TMP/dom.xml VHOSTFIX_BIN=$b "$VH/before_vm_start/50_vhostfix" 2>&1 >/dev/null)
+  if [ "$b" = "$VHOSTFIX" ]; then doc_snippet vdsm vdsm-log "$err"; else doc_snippet vdsm vdsm-fallback "$err"; fi
+done
 BIN= vdsm_run before_vm_start "$F/$LINUX.xml"
 t_eq "vdsm before_vm_start: Linux guest left byte-identical" "$(cat "$F/$LINUX.xml")" "$OUT"
 for b in "${BROKEN[@]}"; do
@@ -110,6 +137,7 @@ t_eq "kubevirt onDefineDomain: exit 0" 0 "$RC"
 t_eq "kubevirt onDefineDomain: Windows passt vhost-user e1000e fixed (= golden $WIN_KUBEVIRT.out.xml)" \
   "$(cat "$F/$WIN_KUBEVIRT.out.xml")" "$OUT"
 t_contains "kubevirt onDefineDomain: vhostfix's change logged on stderr" "$ERR" "vhostfix: changed: domain"
+doc_snippet kubevirt kubevirt-log "$ERR"
 BIN= kubevirt_run "$VMI" "$F/$LINUX.xml"
 t_eq "kubevirt onDefineDomain: Linux guest unchanged" "$(cat "$F/$LINUX.xml")" "$OUT"
 BIN= kubevirt_run "$VMI_WIN" "$F/linux_no_evidence.xml"
@@ -151,6 +179,7 @@ if command -v groovy >/dev/null; then
   t_eq "cloudstack transform: Windows Server e1000 vhost-user fixed (= golden $WIN_CLOUDSTACK.out.xml)" \
     "$(cat "$F/$WIN_CLOUDSTACK.out.xml")" "$OUT"
   t_contains "cloudstack transform: vhostfix's change in the agent log (logger.info)" "$ERR" "INFO vhostfix: changed: domain"
+  doc_snippet cloudstack cloudstack-log "$ERR"
   BIN= cloudstack_run "$F/$LINUX.xml"
   t_eq "cloudstack transform: Linux guest unchanged" "$(cat "$F/$LINUX.xml")" "$OUT"
   for b in "${BROKEN[@]}"; do
@@ -158,6 +187,7 @@ if command -v groovy >/dev/null; then
     t_eq "cloudstack transform, vhostfix $(broken_name "$b"): original XML returned" \
       "0 $(cat "$F/$WIN_CLOUDSTACK.xml")" "$RC $OUT"
     t_contains "cloudstack transform, vhostfix $(broken_name "$b"): logger.warn says why" "$ERR" "WARN vhostfix: "
+    [ "$b" = "$MISSING" ] && doc_snippet cloudstack cloudstack-fallback "$ERR"
   done
 else
   t_fail "groovy is installed (.ci/run installs groovy and default-jre-headless)"
@@ -185,6 +215,7 @@ for py in "${pythons[@]}"; do
   t_eq "zstack ($py): Windows localtime+hypervclock e1000 fixed (= the agent's rendering of golden $WIN_ZSTACK.out.xml)" \
     "$(as_agent "$F/$WIN_ZSTACK.out.xml")" "$OUT"
   t_contains "zstack ($py): vhostfix's change logged" "$ERR" "vhostfix xml hook: vhostfix: changed: domain"
+  [ "$py" = python3 ] && doc_snippet zstack zstack-log "$ERR"
   BIN= zstack_run "$ZH" "$F/$LINUX.xml"
   t_eq "zstack ($py): Linux guest unchanged" "$(as_agent "$F/$LINUX.xml")" "$OUT"
   for b in "${BROKEN[@]}"; do
