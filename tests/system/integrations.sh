@@ -102,17 +102,41 @@ t_eq "vdsm before_nic_hotplug, OS unknown: exit 0" 0 "$RC"
 libvirt_up
 win_uuid=6f2a1c44-3b7e-4d0a-9a51-0c7d2e9b8a01
 lin_uuid=6f2a1c44-3b7e-4d0a-9a51-0c7d2e9b8a02
-sed -e "s|<name>[^<]*</name>|<name>vhostfix-int-win</name><uuid>$win_uuid</uuid>|" "$F/$WIN_VDSM.out.xml" | grep -v '<uuid>.*</uuid>$' >"$T_TMP/win.xml"
-sed -e "s|<name>[^<]*</name>|<name>vhostfix-int-linux</name><uuid>$lin_uuid</uuid>|" -e "s|type='e1000'|type='virtio'|" "$F/$LINUX.xml" \
-  | grep -v '<uuid>.*</uuid>$' >"$T_TMP/linux.xml"
+# Two small guests that libvirtd accepts: Windows by its Hyper-V
+# enlightenments and clock, Linux by its libosinfo id.
+cat >"$T_TMP/win.xml" <<XML
+<domain type='qemu'>
+  <name>vhostfix-int-win</name>
+  <uuid>$win_uuid</uuid>
+  <memory unit='MiB'>128</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><hyperv mode='custom'><relaxed state='on'/></hyperv></features>
+  <clock offset='localtime'><timer name='hypervclock' present='yes'/></clock>
+</domain>
+XML
+cat >"$T_TMP/linux.xml" <<XML
+<domain type='qemu'>
+  <name>vhostfix-int-linux</name>
+  <uuid>$lin_uuid</uuid>
+  <metadata>
+    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+      <libosinfo:os id="http://redhat.com/rhel/9.0"/>
+    </libosinfo:libosinfo>
+  </metadata>
+  <memory unit='MiB'>128</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+</domain>
+XML
 for d in win linux; do
   vm_cleanup_on_exit "vhostfix-int-$d"
   t_check "libvirtd accepts the $d test domain" "${VIRSH[@]}" define "$T_TMP/$d.xml"
 done
 BIN= vdsm_run before_nic_hotplug "$NIC" "vmId=$win_uuid"
 t_contains "vdsm before_nic_hotplug, vmId of a Windows domain (virsh -r dumpxml): e1000 -> virtio" "$OUT" "<model type='virtio'/>"
+t_contains "vdsm before_nic_hotplug, vmId of a Windows domain: vhostfix was told the OS" "$ERR" "--guest-os windows"
 BIN= vdsm_run before_nic_hotplug "$NIC" "vmId=$lin_uuid"
 t_eq "vdsm before_nic_hotplug, vmId of a Linux domain: interface unchanged" "$(cat "$NIC")" "$OUT"
+t_contains "vdsm before_nic_hotplug, vmId of a Linux domain: the lookup said not Windows" "$ERR" "the guest is not-windows (--guest-os other)"
 for b in "${BROKEN[@]}"; do
   BIN=$b vdsm_run before_nic_hotplug "$NIC" vhostfix_guest_os=windows
   t_eq "vdsm before_nic_hotplug, vhostfix $(broken_name "$b"): original interface passed on, exit 0" \
