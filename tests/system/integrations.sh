@@ -174,6 +174,23 @@ for b in "${BROKEN[@]}"; do
     "0 $(cat "$F/$WIN_KUBEVIRT.xml")" "$RC $OUT"
   t_contains "kubevirt onDefineDomain, vhostfix $(broken_name "$b"): reason logged" "$ERR" "passed on unchanged"
 done
+# The shim image is distroless: no tools but what the Containerfile adds. With
+# a PATH holding only onDefineDomain and vhostfix, the script must still work.
+mkdir -p "$T_TMP/distroless"
+ln -s "$I/kubevirt/onDefineDomain" "$T_TMP/distroless/onDefineDomain"
+ln -s "$VHOSTFIX" "$T_TMP/distroless/vhostfix"
+OUT=$(env -i PATH="$T_TMP/distroless" VHOSTFIX_BIN="$T_TMP/distroless/vhostfix" onDefineDomain --vmi "$VMI" --domain "$(cat "$F/$WIN_KUBEVIRT.xml")" 2>"$T_TMP/err")
+t_eq "kubevirt onDefineDomain with no tools in PATH but vhostfix (distroless): domain fixed" \
+  "$(cat "$F/$WIN_KUBEVIRT.out.xml")" "$OUT"
+OUT=$(env -i PATH="$T_TMP/distroless" VHOSTFIX_BIN="$MISSING" onDefineDomain --vmi "$VMI" --domain "$(cat "$F/$WIN_KUBEVIRT.xml")" 2>"$T_TMP/err")
+t_eq "kubevirt onDefineDomain with no tools in PATH, vhostfix missing: original domain" "$(cat "$F/$WIN_KUBEVIRT.xml")" "$OUT"
+CF=$(cat "$I/kubevirt/Containerfile")
+t_contains "kubevirt Containerfile: based on KubeVirt's sidecar-shim image" "$CF" "ARG SHIM_IMAGE=quay.io/kubevirt/sidecar-shim:"
+t_contains "kubevirt Containerfile: onDefineDomain where the shim looks (PATH)" "$CF" "COPY --chmod=0755 onDefineDomain /usr/bin/onDefineDomain"
+t_contains "kubevirt Containerfile: vhostfix where onDefineDomain looks" "$CF" "COPY --chmod=0755 vhostfix /usr/bin/vhostfix"
+t_contains "kubevirt Containerfile: a /bin/sh for the script's #!/bin/sh" "$CF" "/bin/busybox /bin/sh"
+t_eq "kubevirt onDefineDomain: #!/bin/sh" "#!/bin/sh" "$(head -n 1 "$I/kubevirt/onDefineDomain")"
+
 # In the sidecar the shim is PID 1 and keeps the hook's stderr only on
 # failure: messages go to PID 1's stderr, the container log.
 if command -v unshare >/dev/null; then
