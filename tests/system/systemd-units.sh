@@ -306,22 +306,22 @@ t_eq "... and runs" active "$(in_ct systemctl is-active vhostfix-proxy.service)"
 
 # --- 2. restart and stop during a stream ------------------------------------
 
-# A vol-upload whose source trickles in: 12 blocks of 4 KiB, one every 0.25 s
-# (3 s in all). virsh sends the data only when its buffer fills or the source
-# ends, so the stream carries no data frame for those 3 s.
+# A vol-upload whose source trickles in: 16 blocks of 4 KiB, one every 0.25 s
+# (4 s in all). virsh sends the data only when its buffer fills or the source
+# ends, so the stream carries no data frame for those 4 s.
 in_sh "mkdir -p /var/lib/vhostfix-pool && virsh -q -c '$DIRECT_URI' pool-create-as vfpool dir --target /var/lib/vhostfix-pool >/dev/null &&
   virsh -q -c '$DIRECT_URI' vol-create-as vfpool up.img 1M --format raw >/dev/null" ||
   t_fail "a directory pool and a volume for the uploads"
-in_sh "i=0; while [ \$i -lt 12 ]; do printf 'block %05d ' \$i; head -c 4084 /dev/zero; i=\$((i+1)); done >/root/up.src"
+in_sh "i=0; while [ \$i -lt 16 ]; do printf 'block %05d ' \$i; head -c 4084 /dev/zero; i=\$((i+1)); done >/root/up.src"
 upload() { # OUTFILE: starts a slow vol-upload through the proxy in the background
-  in_sh "(i=0; while [ \$i -lt 12 ]; do dd if=/root/up.src bs=4096 skip=\$i count=1 status=none; sleep 0.25; i=\$((i+1)); done) |
+  in_sh "(i=0; while [ \$i -lt 16 ]; do dd if=/root/up.src bs=4096 skip=\$i count=1 status=none; sleep 0.25; i=\$((i+1)); done) |
     virsh -q -c '$PROXY_URI' vol-upload --pool vfpool up.img /dev/stdin" >"$1" 2>&1 &
   UPLOAD_PID=$!
 }
-uploaded() { # the volume's first 48 KiB equal the source
-  in_sh "virsh -q -c '$DIRECT_URI' vol-download --pool vfpool up.img /root/up.out && head -c 49152 /root/up.out | cmp -s - /root/up.src"
+uploaded() { # the volume's first 64 KiB equal the source
+  in_sh "virsh -q -c '$DIRECT_URI' vol-download --pool vfpool up.img /root/up.out && head -c 65536 /root/up.out | cmp -s - /root/up.src"
 }
-wait_uploading() { wait_for "in_ct pgrep -f 'vol-upload --pool vfpool'" 10 && sleep 0.5; }
+wait_uploading() { wait_for "in_ct pgrep -x virsh" 10 && sleep 1; }
 
 in_ct virsh -q -c "$DIRECT_URI" vol-wipe --pool vfpool up.img >/dev/null 2>&1
 pid1=$(mainpid)
