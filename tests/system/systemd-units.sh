@@ -254,8 +254,8 @@ mainpid() { in_ct systemctl show -p MainPID --value vhostfix-proxy.service; }
 # libvirtd.service is enabled and already ran at boot; stop it so that the
 # first call through the proxy has to socket-activate it too.
 in_ct systemctl stop libvirtd.service 2>/dev/null # warns: its sockets can still activate it
-t_check "systemctl start vhostfix-proxy.socket vhostfix-proxy-ro.socket" \
-  in_ct systemctl start vhostfix-proxy.socket vhostfix-proxy-ro.socket
+t_check "systemctl enable --now vhostfix-proxy.socket vhostfix-proxy-ro.socket (as the README says)" \
+  in_ct systemctl enable --now vhostfix-proxy.socket vhostfix-proxy-ro.socket
 t_eq "the sockets listen before the proxy runs (service inactive)" "active active inactive" \
   "$(in_ct systemctl is-active vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-proxy.service | paste -sd' ')"
 t_eq "the sockets have the units' modes (rw 0660 root:root, ro 0666)" \
@@ -363,7 +363,7 @@ t_eq "the proxy exited cleanly (Result=success)" "inactive success" \
   "$(in_ct systemctl is-active vhostfix-proxy.service) $(in_ct systemctl show -p Result --value vhostfix-proxy.service)"
 t_contains "the drain is logged" "$(journal)" "waiting up to 5s for calls and streams in flight"
 in_ct virsh -q -c "$DIRECT_URI" pool-destroy vfpool >/dev/null 2>&1
-in_ct systemctl stop vhostfix-proxy-ro.socket vhostfix-proxy.socket
+t_check "systemctl disable --now of the sockets" in_ct systemctl disable --now vhostfix-proxy-ro.socket vhostfix-proxy.socket
 t_check "stopping the sockets removes their paths" in_ct sh -c '! test -e /run/vhostfix/libvirt-sock && ! test -e /run/vhostfix/libvirt-sock-ro'
 
 # --- 3. transparent mode ------------------------------------------------------
@@ -482,6 +482,17 @@ t_eq "transparent-mode disable succeeds" 0 "$rc"
 check_direct "after disable"
 out=$(in_ct "$TM" disable 2>&1)
 t_eq "a second disable is a no-op" "0|transparent-mode: transparent mode is off; nothing to undo" "$?|$out"
+
+# A site that had the opt-in sockets enabled gets them back on disable.
+in_ct systemctl enable vhostfix-proxy.socket vhostfix-proxy-ro.socket 2>/dev/null
+t_check "transparent-mode enable with the opt-in sockets enabled" in_ct "$TM" enable
+t_check "transparent-mode disable" in_ct "$TM" disable
+t_eq "the opt-in sockets listen on their own paths again" \
+  "active /run/vhostfix/libvirt-sock (Stream)|/run/vhostfix/libvirt-sock-ro (Stream)" \
+  "$(in_ct systemctl is-active vhostfix-proxy.socket) $(in_ct systemctl show -p Listen --value vhostfix-proxy.socket)|$(in_ct systemctl show -p Listen --value vhostfix-proxy-ro.socket)"
+t_check "plain virsh reaches libvirtd, virsh through the opt-in socket the proxy" \
+  in_sh "virsh -q -c qemu:///system list --all && virsh -q -c '$PROXY_URI' list --all"
+in_ct systemctl disable --now vhostfix-proxy.service vhostfix-proxy-ro.socket vhostfix-proxy.socket 2>/dev/null
 
 # --- 4. package removal in transparent mode ---------------------------------
 
