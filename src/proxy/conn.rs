@@ -83,24 +83,35 @@ impl Handle {
         if h.is_call() && from_client {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
+        let key = (h.procedure, h.serial);
+        if let Ok(mut streams) = self.streams.lock() {
+            if h.mtype == mtype::STREAM || h.mtype == mtype::STREAM_HOLE {
+                if h.status == status::CONTINUE {
+                    streams.insert(key);
+                } else if !from_client || h.status == status::ERROR {
+                    // libvirt's final frame (or the client's abort) ends it.
+                    streams.remove(&key);
+                }
+            } else if h.is_reply() && !from_client {
+                if h.status == status::ERROR {
+                    streams.remove(&key);
+                } else if h.status == status::OK
+                    && h.prog == PROG_REMOTE
+                    && procs::opens_stream(h.procedure)
+                {
+                    // The stream is open from this reply on, before its first
+                    // data frame: virsh vol-upload sends none until it has
+                    // read 256 KiB or the end of a slow source.
+                    streams.insert(key);
+                }
+            }
+        }
+        // After the stream is recorded, so a drain never sees the call
+        // answered and the stream not yet open.
         if h.is_reply() && !from_client {
             let _ = self
                 .in_flight
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        }
-        let key = (h.procedure, h.serial);
-        let Ok(mut streams) = self.streams.lock() else {
-            return;
-        };
-        if h.mtype == mtype::STREAM || h.mtype == mtype::STREAM_HOLE {
-            if h.status == status::CONTINUE {
-                streams.insert(key);
-            } else if !from_client || h.status == status::ERROR {
-                // libvirt's final frame (or the client's abort) ends it.
-                streams.remove(&key);
-            }
-        } else if h.is_reply() && h.status == status::ERROR && !from_client {
-            streams.remove(&key);
         }
     }
 }
@@ -512,4 +523,71 @@ pub fn refuse(client: UnixStream, message: &str, wait: Duration) {
         }
     }
     let _ = client.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> Handle {
+        let (a, _b) = UnixStream::pair().unwrap();
+        Handle {
+            client: a,
+            upstream: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            streams: Mutex::new(HashSet::new()),
+            last: AtomicU64::new(0),
+            born: Instant::now(),
+            closed: AtomicBool::new(false),
+            opened: Arc::new(AtomicBool::new(false)),
+            slot: Mutex::new(None),
+        }
+    }
+
+    fn frame(procedure: i32, mtype: i32, serial: u32, status: i32) -> Header {
+        Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure,
+            mtype,
+            serial,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_stream_is_busy_from_the_reply_to_its_last_frame() {
+        let h = handle();
+        let up = procs::STORAGE_VOL_UPLOAD;
+        h.observe(&frame(up, mtype::CALL, 7, status::OK), true);
+        h.observe(&frame(up, mtype::REPLY, 7, status::OK), false);
+        // No data frame yet, and quiet for longer than QUIET: still busy.
+        std::thread::sleep(QUIET + Duration::from_millis(50));
+        assert!(!h.idle(), "an open upload without data yet counts as idle");
+        h.observe(&frame(up, mtype::STREAM, 7, status::CONTINUE), true);
+        h.observe(&frame(up, mtype::STREAM, 7, status::OK), true);
+        assert!(!h.idle());
+        h.observe(&frame(up, mtype::STREAM, 7, status::OK), false);
+        std::thread::sleep(QUIET + Duration::from_millis(50));
+        assert!(h.idle(), "libvirt's final frame ends the stream");
+    }
+
+    #[test]
+    fn a_refused_stream_call_and_plain_calls_leave_nothing_open() {
+        let h = handle();
+        let down = procs::STORAGE_VOL_DOWNLOAD;
+        h.observe(&frame(down, mtype::CALL, 3, status::OK), true);
+        h.observe(&frame(down, mtype::REPLY, 3, status::ERROR), false);
+        h.observe(
+            &frame(procs::DOMAIN_DEFINE_XML, mtype::CALL, 4, status::OK),
+            true,
+        );
+        assert!(!h.idle(), "a call waiting for its reply is busy");
+        h.observe(
+            &frame(procs::DOMAIN_DEFINE_XML, mtype::REPLY, 4, status::OK),
+            false,
+        );
+        std::thread::sleep(QUIET + Duration::from_millis(50));
+        assert!(h.idle());
+    }
 }

@@ -81,6 +81,29 @@ pub mod procs {
     pub const DOMAIN_SNAPSHOT_CREATE_XML: i32 = 185;
     pub const DOMAIN_SAVE_PARAMS: i32 = 440;
     pub const DOMAIN_RESTORE_PARAMS: i32 = 441;
+    pub const DOMAIN_OPEN_CONSOLE: i32 = 201;
+    pub const STORAGE_VOL_UPLOAD: i32 = 208;
+    pub const STORAGE_VOL_DOWNLOAD: i32 = 209;
+    pub const DOMAIN_SCREENSHOT: i32 = 211;
+    pub const DOMAIN_OPEN_CHANNEL: i32 = 296;
+
+    /// Calls that open a stream when libvirt answers them with success
+    /// (`@readstream`/`@writestream` in libvirt's remote_protocol.x): the
+    /// stream's data frames, with the call's procedure and serial, may come
+    /// any time later.
+    pub fn opens_stream(procedure: i32) -> bool {
+        matches!(
+            procedure,
+            DOMAIN_MIGRATE_PREPARE_TUNNEL
+                | DOMAIN_OPEN_CONSOLE
+                | STORAGE_VOL_UPLOAD
+                | STORAGE_VOL_DOWNLOAD
+                | DOMAIN_SCREENSHOT
+                | DOMAIN_MIGRATE_PREPARE_TUNNEL3
+                | DOMAIN_OPEN_CHANNEL
+                | DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS
+        )
+    }
 }
 
 /// libvirt error codes and domains used in replies the proxy makes itself.

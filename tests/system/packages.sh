@@ -55,10 +55,10 @@ manifest() {
   echo "-rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher"
   echo "-rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks"
   echo "-rw-r--r-- /etc/vhostfix/vhostfix.toml"
-  echo "-rw-r--r-- /usr/lib/systemd/system/vhostfix-proxy.service"
-  for f in libvirtd.socket.conf libvirtd-ro.socket.conf libvirtd-admin.socket.conf libvirtd.conf.snippet tmpfiles.conf vhostfix.toml; do
-    echo "-rw-r--r-- /usr/lib/vhostfix/transparent/$f"
+  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
+    echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
+  echo "-rwxr-xr-x /usr/lib/vhostfix/transparent-mode"
   for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
   done
@@ -219,8 +219,8 @@ guest "$BAD" vhostuser
 
 out=$(dpkg -i "$DEB" 2>&1); rc=$?
 t_eq "dpkg -i succeeds" 0 "$rc"
-t_check "the proxy unit is installed but not enabled" \
-  sh -c 'test -f /usr/lib/systemd/system/vhostfix-proxy.service && ! test -e /etc/systemd/system/multi-user.target.wants/vhostfix-proxy.service'
+t_check "the proxy units are installed but not enabled" \
+  sh -c 'test -f /usr/lib/systemd/system/vhostfix-proxy.service && ! test -e /etc/systemd/system/multi-user.target.wants/vhostfix-proxy.service && ! test -e /etc/systemd/system/sockets.target.wants/vhostfix-proxy.socket'
 t_contains "postinst checks the installed configuration" "$out" "vhostfix: configuration ok: $CONF"
 lv=$(libvirtd --version); lv=${lv##* }
 t_contains "postinst says where the hook went" "$out" "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt $lv runs qemu.d/ itself)"
