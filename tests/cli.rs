@@ -1117,6 +1117,29 @@ fn hook_without_syslog_prints_only_the_refusal() {
     }
 }
 
+/// The log lines shown in README.md's Logging section are the hook's own.
+#[test]
+fn readme_log_lines_are_the_hooks() {
+    let xml = "<domain type='kvm'><name>win10</name><metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'><libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata><memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking><devices><interface type='vhostuser'><source type='unix' path='/run/x.sock' mode='server'/><model type='virtio'/></interface></devices></domain>";
+    let readme = read(&format!("{}/README.md", env!("CARGO_MANIFEST_DIR")));
+    for (op, sub) in [("prepare", "begin"), ("start", "begin")] {
+        let o = hook(&["win10", op, sub, "-"], xml);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let line = o
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("vhostfix: info: "))
+            .unwrap_or_else(|| panic!("no info line: {}", o.stderr));
+        assert!(
+            readme
+                .lines()
+                .any(|r| r.trim_start().starts_with("vhostfix[")
+                    && r.split_once("]: ").map(|(_, rest)| rest) == Some(line)),
+            "README.md lacks the log line {line}"
+        );
+    }
+}
+
 #[test]
 fn hook_ignores_other_objects() {
     let o = run_stdin(
