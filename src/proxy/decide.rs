@@ -475,6 +475,39 @@ mod tests {
         assert_eq!(d.action, Action::Forward);
     }
 
+    /// Issue 9 finding 9: names and evidence from the client are escaped in the log.
+    #[test]
+    fn names_in_log_lines_are_escaped() {
+        let evil = WIN.replace(
+            "<name>win2019-vhu</name>",
+            "<name>a&#10;vhostfix: info: x' action=allow\u{85}\u{202e}</name>",
+        );
+        let d = decide(
+            &define(&evil),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+        );
+        let (_, line) = d.log.unwrap();
+        // (ESC cannot occur in XML; NEL and a bidi override can.)
+        assert!(!line.contains('\n') && !line.contains('\u{85}'), "{line}");
+        assert!(
+            line.contains("domain='a\\nvhostfix: info: x\\' action=allow\\u{85}\\u{202e}' verdict=windows evidence='"),
+            "{line}"
+        );
+        let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> {
+            Err("Domain not found: 'x\ny'".into())
+        };
+        let d = decide(
+            &attach("g\none", NIC),
+            &Config::default(),
+            "uid=0",
+            &mut lookup,
+        );
+        let (_, line) = d.log.unwrap();
+        assert!(line.contains("looking up domain 'g\\none': "), "{line}");
+    }
+
     #[test]
     fn failed_lookup_follows_on_error() {
         let mut lookup =
