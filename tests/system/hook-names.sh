@@ -174,9 +174,26 @@ if define_named "$i" "$NL_NAME" "$FIX/vhu-unshared.xml"; then
     "domain='vhostfix-t-names-nl\\nvhostfix: info: domain=\\'x\\' action=allow' op=prepare/begin"
   t_eq "no forged log line" "" "$(hook_log | grep -E "\]: domain='x' action=allow")"
 else
-  t_contains "libvirt refuses a newline in a name itself" "$(cat "$T_TMP/define-$i.out")" "name"
+  # libvirt 9.0: "error: invalid char in name: " and the newline.
+  t_contains "libvirt refuses a newline in a name itself" "$(cat "$T_TMP/define-$i.out")" "invalid char in name"
 fi
 drop_uuid "$(uuid_of "$i")"
+
+# Tab, NEL (U+0085) and a right-to-left override (U+202E): libvirt 9.0 takes them.
+i=$((i + 1))
+CTL_NAME=$'vhostfix-t-names-ctl\tb\xc2\x85c\xe2\x80\xaed'
+if define_named "$i" "$CTL_NAME" "$FIX/vhu-unshared.xml"; then
+  out=$(vt 60 start "$U" 2>&1)
+  t_contains "a name with tab, NEL, RLO: refused, escaped in the message" "$out" \
+    "vhostfix refused to start domain 'vhostfix-t-names-ctl\\tb\\u{85}c\\u{202e}d': vhost-user nic 0"
+  wait_for "hook_log | grep -qF 'vhostfix-t-names-ctl'" 5
+  t_contains "... and in the log" "$(hook_log | grep -F 'vhostfix-t-names-ctl')" \
+    "domain='vhostfix-t-names-ctl\\tb\\u{85}c\\u{202e}d' op=prepare/begin"
+  t_eq "... with none of them raw" 0 "$(hook_log | grep -c $'\t\\|\xc2\x85\\|\xe2\x80\xae')"
+else
+  t_fail "define a guest whose name holds a tab, NEL and RLO" "$(cat "$T_TMP/define-$i.out")"
+fi
+drop_uuid "$U"
 
 i=$((i + 1))
 # ESC cannot appear in XML 1.0, not even as &#27;: libvirt must refuse it.
