@@ -13,6 +13,11 @@
 //! * everything else: nothing to do.
 //!
 //! A bug or unreadable input never blocks a VM unless `hook.on_error = "deny"`.
+//!
+//! The words libvirt passes are taken by position, never parsed as options:
+//! libvirt allows domain names such as `--help`, `--` or `--guests=any`.
+//! Every outside value in a log line or message goes through
+//! [`crate::logging::field`].
 
 use crate::config::{self, Action, Config, OnError};
 use crate::logging::{field, one_line};

@@ -3,7 +3,11 @@
 //! `VHOSTFIX_LOG=[TARGET][:LEVEL]`, TARGET one of `auto` (default: syslog when
 //! `/dev/log` exists, else stderr), `syslog`, `stderr`; LEVEL one of `error`,
 //! `warn`, `info` (default), `debug`, `trace`, `off`. Syslog uses ident
-//! `vhostfix`, facility daemon. If syslog cannot be reached, stderr is used.
+//! `vhostfix`, facility daemon. If syslog cannot be reached, stderr is used
+//! (for the hook in `auto` mode: warnings and errors only, see [`init_hook`]).
+//!
+//! Values from outside (domain names, paths, evidence) are written with
+//! [`field`]; every message is kept on one line by [`one_line`].
 
 use log::{LevelFilter, Log, Metadata, Record};
 use std::fmt::{self, Write as _};
