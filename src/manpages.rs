@@ -220,7 +220,7 @@ fn clap_parts(man: &clap_mangen::Man, cmd: &clap::Command) -> io::Result<String>
 
 /// vhostfix(1): the program, its subcommands (each with its own page).
 pub fn main_page(cmd: &clap::Command) -> io::Result<String> {
-    let man = clap_mangen::Man::new(cmd.clone());
+    let man = clap_mangen::Man::new(cmd.clone()).title("VHOSTFIX");
     let mut out = clap_parts(&man, cmd)?;
     section(&mut out, "SUBCOMMANDS");
     for p in PAGES {

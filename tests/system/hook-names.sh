@@ -222,9 +222,9 @@ ln -s /usr/bin/vhostfix "$LATE/qemu.d/50-vhostfix"
 ln -s /usr/bin/vhostfix "$OTHERS/qemu.d/50-vhostfix"
 out=$(status "$LATE")
 t_contains "status: a hook newer than the daemon, no other hook: reload needed" "$out" \
-  "libvirtd (pid $pid) started at"
-t_contains "... and says what to run" "$out" \
-  "with no qemu hook at all; it looks for hooks only when it starts or reloads, so unless it was reloaded since, it does not call the vhostfix hook: run 'systemctl reload libvirtd'"
+  "libvirtd (pid $pid) was started before the hook existed and only looks for hooks when it starts or reloads: run 'systemctl reload libvirtd' (or 'kill -HUP $pid'; running guests are not affected) so it calls the vhostfix hook"
+t_contains "... and says it does not call the hook now" "$out" \
+  "with no qemu hook at all; unless it was reloaded since, it does not call the hook now)"
 out=$(status "$OTHERS")
 if [ "$(stat -c %Z "$OTHERS/qemu.d/10-site")" -lt "$started" ]; then
   t_contains "status: other hooks were there at start: called at once" "$out" \
