@@ -1,7 +1,7 @@
 #!/bin/sh
 # Generates the files the packages ship that are not in the repository, into
 # target/assets/ (from the release binary, so they always match it):
-#   man/*.1.gz            man pages (vhostfix man --dir), compressed
+#   man/*.1.gz, *.5.gz    man pages (vhostfix man --dir), compressed
 #   completions/          bash, zsh and fish completions (vhostfix completions)
 #   vhostfix              the release binary without symbols (for the .rpm;
 #                         cargo deb strips its own copy)
@@ -20,7 +20,7 @@ rm -rf "$out"
 mkdir -p "$out/man" "$out/completions" "$out/doc"
 
 "$bin" man --dir "$out/man"
-gzip -9n "$out"/man/*.1
+gzip -9n "$out"/man/*.1 "$out"/man/*.5
 
 "$bin" completions bash >"$out/completions/vhostfix"
 "$bin" completions zsh >"$out/completions/_vhostfix"

@@ -94,15 +94,23 @@ pub enum Command {
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run as a libvirt hook: `vhostfix hook qemu NAME OP SUBOP [EXTRA]`, domain XML on stdin.
+    /// Run as a libvirt hook: `vhostfix [OPTIONS] hook qemu NAME OP SUBOP [EXTRA]`,
+    /// domain XML on stdin (exit 1 refuses the operation).
+    #[command(after_help = HOOK_AFTER_HELP)]
     Hook {
-        /// The hook object; only `qemu` is handled.
-        object: String,
-        name: String,
-        op: String,
-        subop: String,
-        #[arg(default_value = "-")]
-        extra: String,
+        /// The words libvirt passes, in its order: OBJECT (only `qemu` is
+        /// handled), NAME (the domain), OP and SUBOP (the phase, e.g. `prepare
+        /// begin`), EXTRA (`-` when absent). Taken as they are, never as
+        /// options: a domain may be named `--help` or `--`. Options go before
+        /// OBJECT.
+        #[arg(
+            value_name = "OBJECT NAME OP SUBOP [EXTRA]",
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        words: Vec<std::ffi::OsString>,
     },
     /// Run the libvirt API admission proxy: relay libvirt clients from --listen to
     /// --upstream and correct domain and device XML on the way (runs until SIGTERM).
@@ -130,11 +138,14 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions {
+        /// The shell to print the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page, or write vhostfix.1 and one page per subcommand into DIR.
+    /// Print the man page vhostfix(1), or write every page into DIR: vhostfix.1,
+    /// vhostfix-SUBCOMMAND.1 and vhostfix.toml.5 (the configuration file).
     Man {
+        /// Directory to write the pages into (created if needed).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -146,6 +157,32 @@ pub enum ConfigCommand {
     Check { path: Option<PathBuf> },
     /// Print the effective configuration, defaults included, as TOML.
     Show,
+}
+
+const HOOK_AFTER_HELP: &str = "libvirt runs /etc/libvirt/hooks/qemu and every executable in \
+/etc/libvirt/hooks/qemu.d/ as `NAME OP SUBOP EXTRA`; vhostfix started under either name \
+(a symlink) acts as this subcommand with OBJECT qemu and takes those four words as they are. \
+It checks `prepare begin` (admission), `migrate begin` and `restore begin` (the NIC model \
+cannot change there) and never writes to stdout, which libvirt would take as new domain \
+XML. Exit status: 0 allow, 1 refuse (the reason on stderr, which libvirt shows to the \
+user). An internal error (unreadable XML or configuration, wrong arguments) follows \
+hook.on_error: \"allow\" (the default) logs it and exits 0, \"deny\" exits 1.";
+
+/// Runs the hook for `OBJECT` and the words after it, exactly as libvirt
+/// passed them (no option parsing: domain names may look like options); the
+/// configuration from `config`, else $VHOSTFIX_CONFIG or the default file.
+/// Returns the exit status for libvirt.
+pub fn hook_main(object: &str, words: &[std::ffi::OsString], config: Option<&Path>) -> u8 {
+    if let Some(note) = crate::logging::init_hook() {
+        eprintln!("vhostfix: note: {note}");
+    }
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let call = HookCall::from_words(object, &words);
+    let code = hook::run_words(call, &mut io::stdin().lock(), config);
+    u8::try_from(code).unwrap_or(EXIT_ERROR)
 }
 
 /// Parses the command line and runs it; returns the exit status.
@@ -183,25 +220,13 @@ fn run(cli: Cli) -> Result<u8> {
             config_check(path.as_deref().or(cli.config.as_deref()))
         }
         Command::Config(ConfigCommand::Show) => config_show(&cli),
-        Command::Hook {
-            object,
-            name,
-            op,
-            subop,
-            extra,
-        } => {
-            if let Some(note) = crate::logging::init() {
-                eprintln!("vhostfix: note: {note}");
-            }
-            let call = HookCall {
-                object: object.clone(),
-                name: name.clone(),
-                op: op.clone(),
-                subop: subop.clone(),
-                extra: extra.clone(),
-            };
-            let code = hook::run(&call, &mut io::stdin().lock(), cli.config.as_deref());
-            Ok(u8::try_from(code).unwrap_or(EXIT_ERROR))
+        Command::Hook { words } => {
+            let (object, rest) = words
+                .split_first()
+                .map_or((String::new(), &[][..]), |(o, r)| {
+                    (o.to_string_lossy().into_owned(), r)
+                });
+            Ok(hook_main(&object, rest, cli.config.as_deref()))
         }
         Command::Proxy {
             stats: true,
@@ -297,7 +322,7 @@ fn analyze_input(file: Option<&Path>, p: &Policy) -> Result<(Input, crate::Analy
     let input = read_input(file, p.limits.max_input_bytes)?;
     let analysis = crate::parse::decode(&input.bytes, &p.limits)
         .and_then(|text| crate::analyze(text, p))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name))?;
+        .map_err(|e| anyhow::anyhow!(crate::parse::located(&input.name, &e.to_string())))?;
     Ok((input, analysis))
 }
 
@@ -308,7 +333,28 @@ fn text_of(input: &Input) -> &str {
 
 fn filter(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<u8> {
     let p = policy(cli)?;
-    let (input, a) = analyze_input(file, &p)?;
+    let input = read_input(file, p.limits.max_input_bytes)?;
+    let analysis =
+        crate::parse::decode(&input.bytes, &p.limits).and_then(|t| crate::analyze(t, &p));
+    let a = match analysis {
+        Ok(a) => a,
+        // As a pipeline stage (`... | vhostfix filter | virsh attach-device`),
+        // XML of any other device is not ours to judge: it passes unchanged.
+        Err(crate::parse::InputError::UnexpectedRoot { name, .. }) => {
+            let mut out = io::stdout().lock();
+            out.write_all(&input.bytes)?;
+            out.flush()?;
+            if !quiet {
+                eprintln!(
+                    "vhostfix: note: {}: <{}> is neither a domain nor an interface; passed through unchanged",
+                    input.name,
+                    crate::logging::one_line(&name)
+                );
+            }
+            return Ok(EXIT_OK);
+        }
+        Err(e) => anyhow::bail!(crate::parse::located(&input.name, &e.to_string())),
+    };
     let mut out = io::BufWriter::new(io::stdout().lock());
     crate::rewrite::write_edited(&mut out, text_of(&input), &a.edits)?;
     out.flush()?;
@@ -444,23 +490,12 @@ fn config_show(cli: &Cli) -> Result<u8> {
 fn man(dir: Option<&Path>) -> Result<u8> {
     let cmd = Cli::command();
     let Some(dir) = dir else {
-        clap_mangen::Man::new(cmd).render(&mut io::stdout().lock())?;
+        io::stdout()
+            .lock()
+            .write_all(crate::manpages::main_page(&cmd)?.as_bytes())?;
         return Ok(EXIT_OK);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let write_page = |name: String, c: clap::Command| -> Result<()> {
-        let path = dir.join(format!("{name}.1"));
-        let mut f = std::fs::File::create(&path)
-            .with_context(|| format!("{}: cannot create", path.display()))?;
-        clap_mangen::Man::new(c)
-            .title(name.to_uppercase())
-            .render(&mut f)?;
-        Ok(())
-    };
-    for sub in cmd.get_subcommands() {
-        let name = format!("vhostfix-{}", sub.get_name());
-        write_page(name.clone(), sub.clone().name(name))?;
-    }
-    write_page("vhostfix".into(), cmd)?;
+    crate::manpages::write_all(&cmd, dir)?;
     Ok(EXIT_OK)
 }

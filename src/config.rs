@@ -241,7 +241,7 @@ impl std::fmt::Display for Source {
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{}", crate::parse::located(path, message))]
 pub struct ConfigError {
     pub path: String,
     pub message: String,
@@ -437,7 +437,7 @@ mod tests {
         let e = Config::from_toml("[hook]\non_eror = \"deny\"\n", "/etc/v.toml").unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("/etc/v.toml: 2:1: hook.on_eror: unknown field `on_eror`"),
+                .starts_with("/etc/v.toml:2:1: hook.on_eror: unknown field `on_eror`"),
             "{e}"
         );
     }
@@ -447,7 +447,7 @@ mod tests {
         let e = Config::from_toml("guests = \"linux\"\n", "c.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "c.toml: 1:10: guests: unknown variant `linux`, expected `windows` or `any`"
+            "c.toml:1:10: guests: unknown variant `linux`, expected `windows` or `any`"
         );
     }
 

@@ -13,8 +13,14 @@
 //! * everything else: nothing to do.
 //!
 //! A bug or unreadable input never blocks a VM unless `hook.on_error = "deny"`.
+//!
+//! The words libvirt passes are taken by position, never parsed as options:
+//! libvirt allows domain names such as `--help`, `--` or `--guests=any`.
+//! Every outside value in a log line or message goes through
+//! [`crate::logging::field`].
 
 use crate::config::{self, Action, Config, OnError};
+use crate::logging::{field, one_line};
 use crate::rules::NicSource;
 use crate::{Analysis, NicStatus};
 use std::io::Read;
@@ -49,8 +55,40 @@ struct Problem {
     text: String,
 }
 
+impl HookCall {
+    /// The call from the words after the hook's own name: `NAME OP SUBOP
+    /// [EXTRA]`, taken positionally. Nothing here is an option: libvirt allows
+    /// a domain named `--help`, `--` or `--guests=any`, and passes it as is.
+    pub fn from_words(object: &str, words: &[String]) -> Result<HookCall, String> {
+        match words {
+            [name, op, subop] | [name, op, subop, _] => Ok(HookCall {
+                object: object.to_string(),
+                name: name.clone(),
+                op: op.clone(),
+                subop: subop.clone(),
+                extra: words.get(3).cloned().unwrap_or_else(|| "-".into()),
+            }),
+            _ => Err(format!(
+                "expected the arguments NAME OP SUBOP [EXTRA] after {}, as libvirt passes them; got {} word(s)",
+                field(object),
+                words.len()
+            )),
+        }
+    }
+}
+
 /// Runs the hook; returns the exit status. Never panics outward.
 pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) -> i32 {
+    run_words(Ok(call.clone()), stdin, config_path)
+}
+
+/// Runs the hook for arguments that may not have made a call (a wrong number
+/// of words): like any internal error, that follows `hook.on_error`.
+pub fn run_words(
+    call: Result<HookCall, String>,
+    stdin: &mut dyn Read,
+    config_path: Option<&Path>,
+) -> i32 {
     let loaded = config::load(config_path);
     let on_error = loaded
         .as_ref()
@@ -63,6 +101,7 @@ pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) ->
     // libvirt writes the whole XML into a pipe: always read it to the end.
     let input = drain(stdin, limit);
     let result = std::panic::catch_unwind(|| -> Result<i32, String> {
+        let call = call.as_ref().map_err(|e| format!("arguments: {e}"))?;
         let (config, _) = loaded.map_err(|e| format!("configuration: {e}"))?;
         decide(call, &input?, &config)
     });
@@ -71,7 +110,21 @@ pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) ->
         Ok(Err(e)) => e,
         Err(_) => "internal error (panic)".to_string(),
     };
-    let subject = format!("domain '{}' {}/{}", call.name, call.op, call.subop);
+    let (subject, user_subject) = match &call {
+        Ok(c) => (
+            format!(
+                "domain {} {}/{}",
+                field(&c.name),
+                one_line(&c.op),
+                one_line(&c.subop)
+            ),
+            format!("{} domain {}", verb(&c.op), field(&c.name)),
+        ),
+        Err(_) => (
+            "hook call".to_string(),
+            "run the domain operation".to_string(),
+        ),
+    };
     match on_error {
         OnError::Allow => {
             log::error!("{subject}: {failure}; allowing (hook.on_error = \"allow\")");
@@ -82,9 +135,8 @@ pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) ->
                 log::error!("{subject}: {failure}; denying (hook.on_error = \"deny\")");
             }
             eprintln!(
-                "vhostfix refused to {} domain '{}': {failure} (hook.on_error = \"deny\"; \"allow\" lets the guest start and only logs this)",
-                verb(&call.op),
-                call.name
+                "vhostfix refused to {user_subject}: {} (hook.on_error = \"deny\"; \"allow\" lets the guest start and only logs this)",
+                one_line(&failure)
             );
             DENY
         }
@@ -114,8 +166,8 @@ fn drain(stdin: &mut dyn Read, limit: usize) -> Result<Vec<u8>, String> {
 fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String> {
     if call.object != "qemu" {
         log::debug!(
-            "hook for '{}' ignored: only qemu hooks are handled",
-            call.object
+            "hook for {} ignored: only qemu hooks are handled",
+            field(&call.object)
         );
         return Ok(0);
     }
@@ -127,10 +179,10 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
     if !checked {
         // Logged at info too, so an operator sees every phase libvirt ran.
         log::info!(
-            "domain='{}' op={}/{} action=allow (nothing to check in this phase)",
-            call.name,
-            call.op,
-            call.subop
+            "domain={} op={}/{} action=allow (nothing to check in this phase)",
+            field(&call.name),
+            one_line(&call.op),
+            one_line(&call.subop)
         );
         return Ok(0);
     }
@@ -150,19 +202,19 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
     let evidence = a.detection.reason();
     let decision = if deny.is_empty() { "allow" } else { "deny" };
     log::info!(
-        "domain='{}' op={}/{} verdict={} evidence=\"{}\" vhostuser_nics={} action={}",
-        call.name,
+        "domain={} op={}/{} verdict={} evidence={} vhostuser_nics={} action={}",
+        field(&call.name),
         call.op,
         call.subop,
         a.detection.verdict,
-        evidence,
+        field(&evidence),
         a.nics.len(),
         decision
     );
     for p in problems.iter().filter(|p| p.action == Action::Warn) {
         log::warn!(
-            "domain='{}' {}/{}: {} (action warn)",
-            call.name,
+            "domain={} {}/{}: {} (action warn)",
+            field(&call.name),
             call.op,
             call.subop,
             p.text
@@ -174,14 +226,15 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
     let verb = verb(phase.0);
     let reasons: Vec<&str> = deny.iter().map(|p| p.text.as_str()).collect();
     let message = format!(
-        "vhostfix refused to {verb} domain '{}': {}",
-        call.name,
+        "vhostfix refused to {verb} domain {}: {}",
+        field(&call.name),
         reasons.join("; also ")
     );
     if !crate::logging::to_stderr() {
         log::warn!("{message}");
     }
-    eprintln!("{message}");
+    // libvirt shows this to whoever ran `virsh start`: one line, no escapes.
+    eprintln!("{}", one_line(&message));
     Ok(DENY)
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod detect;
 pub mod hook;
 pub mod logging;
+pub mod manpages;
 pub mod parse;
 pub mod proxy;
 pub mod report;
@@ -109,7 +110,7 @@ impl Analysis {
     /// Domain name for messages (`'win10'` or `(device XML)`).
     pub fn subject(&self) -> String {
         match (&self.domain, self.kind) {
-            (Some(n), _) => format!("domain '{n}'"),
+            (Some(n), _) => format!("domain {}", crate::logging::field(n)),
             (None, DocKind::Interface) => "interface XML".into(),
             (None, DocKind::Domain) => "domain (no name)".into(),
         }

@@ -9,10 +9,10 @@ fn main() -> ExitCode {
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
     if vhostfix::hook::invoked_as_hook(&argv0) {
-        // libvirt runs us as `qemu NAME OP SUBOP EXTRA`.
-        let mut argv = vec!["vhostfix".into(), "hook".into(), "qemu".into()];
-        argv.extend(args.into_iter().skip(1));
-        return ExitCode::from(vhostfix::cli::main(argv));
+        // libvirt runs us as `qemu NAME OP SUBOP EXTRA`: four words taken as
+        // they are, never parsed as options (a domain may be named `--help`).
+        let words = args.get(1..).unwrap_or_default();
+        return ExitCode::from(vhostfix::cli::hook_main("qemu", words, None));
     }
     ExitCode::from(vhostfix::cli::main(args))
 }

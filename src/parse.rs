@@ -39,6 +39,24 @@ impl fmt::Display for Pos {
     }
 }
 
+/// `NAME:LINE:COL: what` when `message` starts with a position (the form
+/// compilers use, which editors jump to), else `NAME: message`.
+pub fn located(name: &str, message: &str) -> String {
+    let positioned = message.split_once(": ").is_some_and(|(head, _)| {
+        head.split_once(':').is_some_and(|(l, c)| {
+            !l.is_empty()
+                && !c.is_empty()
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && c.bytes().all(|b| b.is_ascii_digit())
+        })
+    });
+    if positioned {
+        format!("{name}:{message}")
+    } else {
+        format!("{name}: {message}")
+    }
+}
+
 impl Pos {
     /// Position of byte offset `at` in `text` (which must be a char boundary).
     pub fn of(text: &str, at: usize) -> Pos {
@@ -333,6 +351,20 @@ mod tests {
             assert_eq!(c.pos(i), Pos::of(t, i), "offset {i}");
         }
         assert_eq!(c.pos(3), Pos::of(t, 3));
+    }
+
+    #[test]
+    fn located_joins_name_and_position() {
+        assert_eq!(
+            located("dom.xml", "5:3: malformed XML: x"),
+            "dom.xml:5:3: malformed XML: x"
+        );
+        assert_eq!(
+            located("dom.xml", "input is empty"),
+            "dom.xml: input is empty"
+        );
+        assert_eq!(located("a", "5: x"), "a: 5: x");
+        assert_eq!(located("a", "x:3: y"), "a: x:3: y");
     }
 
     #[test]

@@ -139,16 +139,84 @@ fn filter_bad_input_exits_2_with_nothing_on_stdout() {
         let o = run(&["filter", &path]);
         assert_eq!(o.code, 2, "{case}");
         assert_eq!(o.stdout, "", "{case}");
+        // FILE:LINE:COL: when the error has a position, FILE: otherwise.
+        let err = read(&files(&format!("{case}.err")));
+        let err = err.trim_end();
+        let sep = if err.starts_with(|c: char| c.is_ascii_digit()) {
+            ""
+        } else {
+            " "
+        };
         assert_eq!(
             o.stderr,
-            format!(
-                "vhostfix: error: {path}: {}\n",
-                read(&files(&format!("{case}.err"))).trim_end()
-            ),
+            format!("vhostfix: error: {path}:{sep}{err}\n"),
             "{case}"
         );
         assert!(o.stderr.contains(msg), "{case}: {}", o.stderr);
     }
+}
+
+/// The README's example error (issue 10: it printed `broken.xml: 6:3:`).
+#[test]
+fn error_position_is_file_line_col() {
+    let d = scratch("errpos");
+    let dom = d.join("dom.xml");
+    std::fs::copy(files("bad_mismatched_tag.xml"), &dom).unwrap();
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .current_dir(&d)
+        .args(["filter", "dom.xml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "vhostfix: error: dom.xml:5:3: malformed XML: expected 'interface' tag, not 'devices'\n"
+    );
+    let readme = read(&format!("{}/README.md", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        readme.contains(&format!("    {}", stderr.trim_end())),
+        "README.md must show the error as it is printed: {stderr}"
+    );
+    // Same shape with a BOM, CRLF line ends and an XML declaration line.
+    let text = read(&files("bad_mismatched_tag.xml")).replace('\n', "\r\n");
+    std::fs::write(&dom, format!("\u{feff}<?xml version='1.0'?>\r\n{text}")).unwrap();
+    let o = run(&["filter", dom.to_str().unwrap()]);
+    assert!(
+        o.stderr
+            .contains(&format!("{}:6:3: malformed XML", dom.display())),
+        "{}",
+        o.stderr
+    );
+    // check --json and check name the position the same way.
+    let o = run(&["check", dom.to_str().unwrap()]);
+    assert!(
+        o.stderr.contains(&format!("{}:6:3: ", dom.display())),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn filter_passes_other_device_xml_through() {
+    for xml in [
+        "<disk type='file' device='disk'>\n  <source file='/var/lib/x.qcow2'/>\n  <target dev='vdb' bus='virtio'/>\n</disk>\n",
+        "<hostdev mode='subsystem' type='usb'/>",
+    ] {
+        let o = run_stdin(&["filter"], xml.as_bytes());
+        assert_eq!((o.code, o.stdout.as_str()), (0, xml), "{}", o.stderr);
+        assert!(
+            o.stderr.starts_with("vhostfix: note: <stdin>: <")
+                && o.stderr.ends_with("> is neither a domain nor an interface; passed through unchanged\n"),
+            "{}",
+            o.stderr
+        );
+        let o = run_stdin(&["filter", "--quiet"], xml.as_bytes());
+        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, xml, ""));
+    }
+    // A pipeline stage still refuses what is not XML at all.
+    let o = run_stdin(&["filter"], b"<disk>");
+    assert_eq!((o.code, o.stdout.as_str()), (2, ""));
 }
 
 #[test]
@@ -475,7 +543,7 @@ fn bad_configuration_names_file_and_key() {
     let o = run(&["filter", "--config", c, &example()]);
     assert_eq!(o.code, 2);
     assert_eq!(o.stdout, "");
-    assert_eq!(o.stderr, format!("vhostfix: error: {c}: 2:12: hook.on_error: unknown variant `maybe`, expected `allow` or `deny`\n"));
+    assert_eq!(o.stderr, format!("vhostfix: error: {c}:2:12: hook.on_error: unknown variant `maybe`, expected `allow` or `deny`\n"));
     let o = run(&["config", "check", c]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("hook.on_error"));
@@ -555,6 +623,85 @@ fn completions_and_man_pages() {
     }
 }
 
+/// Every man page, and each page it refers to (`name(section)`) that is ours
+/// or vhostfix's exists (issue 10: vhostfix-help(1), vhostfix-config-check(1)).
+#[test]
+fn man_pages_refer_only_to_pages_that_exist() {
+    let d = scratch("manrefs");
+    let o = run(&["man", "--dir", d.to_str().unwrap()]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    let mut pages: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    assert!(pages.contains(&"vhostfix.toml.5".to_string()), "{pages:?}");
+    assert!(!pages.iter().any(|p| p.contains("help")), "{pages:?}");
+    for page in &pages {
+        let text = std::fs::read_to_string(d.join(page))
+            .unwrap()
+            .replace("\\-", "-");
+        for section in [
+            "NAME",
+            "DESCRIPTION",
+            "ENVIRONMENT",
+            "FILES",
+            "EXAMPLES",
+            "SEE ALSO",
+        ] {
+            assert!(
+                text.contains(&format!(".SH {section}"))
+                    || text.contains(&format!(".SH \"{section}\"")),
+                "{page}: no {section}"
+            );
+        }
+        if page.ends_with(".1") {
+            assert!(
+                text.contains(".SH \"EXIT STATUS\""),
+                "{page}: no EXIT STATUS"
+            );
+        }
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("vhostfix") {
+            rest = &rest[at..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .collect();
+            let after = &rest[name.len()..];
+            if let Some(sec) = after
+                .strip_prefix('(')
+                .and_then(|a| a.chars().next())
+                .filter(|c| c.is_ascii_digit())
+            {
+                let file = format!("{name}.{sec}");
+                assert!(
+                    pages.contains(&file),
+                    "{page} refers to {name}({sec}), which is not written"
+                );
+            }
+            rest = &rest[name.len().max(1)..];
+        }
+    }
+    let conf = std::fs::read_to_string(d.join("vhostfix.toml.5")).unwrap();
+    for key in [
+        "on_error",
+        "shared_memory",
+        "max_input_bytes",
+        "allowed_groups",
+    ] {
+        assert!(
+            conf.contains(&format!("\\fB{}", key)),
+            "vhostfix.toml.5 lacks {key}"
+        );
+    }
+    let hook = std::fs::read_to_string(d.join("vhostfix-hook.1")).unwrap();
+    assert!(
+        hook.contains("OBJECT NAME OP SUBOP"),
+        "hook arguments need help text"
+    );
+}
+
 #[test]
 fn help_version_and_usage_errors() {
     let o = run(&["--help"]);
@@ -618,9 +765,11 @@ fn hook_checks_can_be_set_to_warn_or_off() {
         )
         .unwrap();
         let c = conf.to_str().unwrap();
-        hook(
-            &["vm1", "prepare", "begin", "-", "--config", c],
-            NO_SHARED_MEMORY,
+        run_stdin(
+            &[
+                "--config", c, "hook", "qemu", "vm1", "prepare", "begin", "-",
+            ],
+            NO_SHARED_MEMORY.as_bytes(),
         )
     };
     let o = prepare("warn");
@@ -641,7 +790,7 @@ fn hook_logs_each_decision() {
     let ok = read(&example()).replace("e1000", "virtio");
     let o = hook(&["win2019-vhu", "prepare", "begin", "-"], &ok);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("vhostfix: info: domain='win2019-vhu' op=prepare/begin verdict=windows evidence=\"hypervclock timer present; clock offset localtime\" vhostuser_nics=1 action=allow"), "{}", o.stderr);
+    assert!(o.stderr.contains("vhostfix: info: domain='win2019-vhu' op=prepare/begin verdict=windows evidence='hypervclock timer present; clock offset localtime' vhostuser_nics=1 action=allow"), "{}", o.stderr);
 }
 
 #[test]
@@ -805,6 +954,190 @@ fn hook_mode_from_program_name() {
         &[],
     );
     assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+}
+
+/// Issue 9 finding 7: libvirt allows domain names that look like options and
+/// passes them as the first word; they must be names, under both entry points.
+#[test]
+fn hook_takes_names_that_look_like_options_as_names() {
+    let d = scratch("optnames");
+    std::fs::create_dir(d.join("qemu.d")).unwrap();
+    let link = d.join("qemu.d").join("50-vhostfix");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let bad = read(&example());
+    let good = bad.replace("e1000", "virtio");
+    for name in [
+        "--guests=any",
+        "--",
+        "-x",
+        "--version",
+        "--help",
+        "-h",
+        "--config=/x",
+    ] {
+        for via_link in [false, true] {
+            let call = |op: &str, xml: &str| {
+                let words = [name, op, "begin", "-"];
+                if via_link {
+                    run_with(&link, &words, xml.as_bytes(), &[])
+                } else {
+                    let mut all = vec!["hook", "qemu"];
+                    all.extend_from_slice(&words);
+                    run_stdin(&all, xml.as_bytes())
+                }
+            };
+            let how = if via_link {
+                "qemu.d link"
+            } else {
+                "hook subcommand"
+            };
+            let o = call("prepare", &bad);
+            assert_eq!(
+                (o.code, o.stdout.as_str()),
+                (1, ""),
+                "{name} via {how}: {}",
+                o.stderr
+            );
+            assert!(
+                o.stderr.contains(&format!(
+                    "vhostfix refused to start domain '{name}': vhost-user nic 0"
+                )),
+                "{name} via {how}: {}",
+                o.stderr
+            );
+            assert!(
+                o.stderr.contains(&format!(
+                    "vhostfix: info: domain='{name}' op=prepare/begin verdict=windows"
+                )),
+                "{}",
+                o.stderr
+            );
+            let o = call("prepare", &good);
+            assert_eq!(
+                (o.code, o.stdout.as_str()),
+                (0, ""),
+                "{name} via {how}: {}",
+                o.stderr
+            );
+            // libvirt takes stdout at migrate begin as the new domain XML.
+            let o = call("migrate", &good);
+            assert_eq!(
+                (o.code, o.stdout.as_str()),
+                (0, ""),
+                "{name} via {how}: {}",
+                o.stderr
+            );
+        }
+    }
+    // Options go before OBJECT; everything after it is a word.
+    let o = run_stdin(
+        &[
+            "hook",
+            "qemu",
+            "vm1",
+            "prepare",
+            "begin",
+            "-",
+            "--config",
+            "/nonexistent",
+        ],
+        NO_SHARED_MEMORY.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("vhostfix: error: hook call: arguments: expected the arguments NAME OP SUBOP [EXTRA] after 'qemu', as libvirt passes them; got 6 word(s); allowing (hook.on_error = \"allow\")"), "{}", o.stderr);
+}
+
+#[test]
+fn hook_wrong_word_count_follows_on_error() {
+    let d = scratch("wordcount");
+    let link = d.join("qemu");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let o = run_with(&link, &["vm1", "prepare"], NO_SHARED_MEMORY.as_bytes(), &[]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""), "{}", o.stderr);
+    assert!(o.stderr.contains("got 2 word(s); allowing"), "{}", o.stderr);
+    let conf = d.join("v.toml");
+    std::fs::write(&conf, "[hook]\non_error = \"deny\"\n").unwrap();
+    let o = run_with(
+        &link,
+        &[],
+        b"",
+        &[("VHOSTFIX_CONFIG", conf.to_str().unwrap())],
+    );
+    assert_eq!(o.code, 1);
+    assert_eq!(o.stderr, "vhostfix refused to run the domain operation: arguments: expected the arguments NAME OP SUBOP [EXTRA] after 'qemu', as libvirt passes them; got 0 word(s) (hook.on_error = \"deny\"; \"allow\" lets the guest start and only logs this)\n");
+}
+
+/// Issue 9 finding 9: a name with a newline or an escape cannot forge a log line.
+#[test]
+fn hook_escapes_names_in_logs_and_messages() {
+    let name = "evil\nvhostfix: info: domain='x' action=allow\x1b[2J";
+    let o = hook(&[name, "prepare", "begin", "-"], NO_SHARED_MEMORY);
+    assert_eq!(o.code, 1);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", o.stderr);
+    assert!(lines[0].starts_with("vhostfix: info: domain='evil\\nvhostfix: info: domain=\\'x\\' action=allow\\u{1b}[2J' op=prepare/begin"), "{}", lines[0]);
+    assert!(lines[1].starts_with("vhostfix refused to start domain 'evil\\nvhostfix: info: domain=\\'x\\' action=allow\\u{1b}[2J': vhost-user nic 0"), "{}", lines[1]);
+    assert!(!o.stderr.contains('\x1b'));
+}
+
+/// Issue 10: without syslog the hook's stderr (which libvirt shows the user on
+/// a refusal) carries the refusal alone, no `vhostfix: info:` line before it.
+#[test]
+fn hook_without_syslog_prints_only_the_refusal() {
+    // With /dev/log the info line goes to syslog; without, it is not printed.
+    // Either way stderr holds only the refusal.
+    let o = run_with(
+        Path::new(BIN),
+        &["hook", "qemu", "vm1", "prepare", "begin", "-"],
+        NO_SHARED_MEMORY.as_bytes(),
+        &[("VHOSTFIX_LOG", "")],
+    );
+    assert_eq!(o.code, 1);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with("vhostfix refused to start domain 'vm1': "),
+        "{}",
+        o.stderr
+    );
+    // Naming a level (or a target) keeps the info lines on stderr.
+    if !Path::new("/dev/log").exists() {
+        let o = run_with(
+            Path::new(BIN),
+            &["hook", "qemu", "vm1", "prepare", "begin", "-"],
+            NO_SHARED_MEMORY.as_bytes(),
+            &[("VHOSTFIX_LOG", "info")],
+        );
+        assert!(
+            o.stderr
+                .starts_with("vhostfix: info: domain='vm1' op=prepare/begin"),
+            "{}",
+            o.stderr
+        );
+    }
+}
+
+/// The log lines shown in README.md's Logging section are the hook's own.
+#[test]
+fn readme_log_lines_are_the_hooks() {
+    let xml = "<domain type='kvm'><name>win10</name><metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'><libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata><memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking><devices><interface type='vhostuser'><source type='unix' path='/run/x.sock' mode='server'/><model type='virtio'/></interface></devices></domain>";
+    let readme = read(&format!("{}/README.md", env!("CARGO_MANIFEST_DIR")));
+    for (op, sub) in [("prepare", "begin"), ("start", "begin")] {
+        let o = hook(&["win10", op, sub, "-"], xml);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let line = o
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("vhostfix: info: "))
+            .unwrap_or_else(|| panic!("no info line: {}", o.stderr));
+        assert!(
+            readme
+                .lines()
+                .any(|r| r.trim_start().starts_with("vhostfix[")
+                    && r.split_once("]: ").map(|(_, rest)| rest) == Some(line)),
+            "README.md lacks the log line {line}"
+        );
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use super::wire::{self, err, Header, XmlCall, XmlRole};
 use crate::config::{Config, FixedAbiAction, OnError, ProxyAction};
+use crate::logging::field;
 use crate::{Analysis, NicStatus};
 
 /// The action for one frame.
@@ -87,7 +88,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         }
     };
     let fail = |why: String| -> Decision {
-        let what = format!("{who} proc={} domain='{}'", call.name, subject(None));
+        let what = format!("{who} proc={} domain={}", call.name, field(&subject(None)));
         match config.proxy.on_error {
             OnError::Allow => Decision {
                 action: Action::Forward,
@@ -99,9 +100,9 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             },
             OnError::Deny => {
                 let msg = format!(
-                    "unsupported configuration: vhostfix could not check {} of domain '{}': {why}",
+                    "unsupported configuration: vhostfix could not check {} of domain {}: {why}",
                     call.name,
-                    subject(None)
+                    field(&subject(None))
                 );
                 refusal(
                     &header,
@@ -136,7 +137,12 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         });
         match os {
             Ok(d) => policy.guest_os = Some(d),
-            Err(e) => return fail(format!("looking up domain '{}': {e}", dom.name_lossy())),
+            Err(e) => {
+                return fail(format!(
+                    "looking up domain {}: {e}",
+                    field(&dom.name_lossy())
+                ))
+            }
         }
     }
     let a = match crate::analyze(text, &policy) {
@@ -148,11 +154,11 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         Err(e) => return fail(format!("XML: {e}")),
     };
     let what = format!(
-        "{who} proc={} domain='{}' verdict={} evidence=\"{}\" vhostuser_nics={}",
+        "{who} proc={} domain={} verdict={} evidence={} vhostuser_nics={}",
         call.name,
-        subject(Some(&a)),
+        field(&subject(Some(&a))),
         a.detection.verdict,
-        a.detection.reason(),
+        field(&a.detection.reason()),
         a.nics.len()
     );
     if !a.changes() {
@@ -293,8 +299,9 @@ fn deny_message(call: &XmlCall<'_>, a: &Analysis, name: &str, fix: &str) -> Stri
         .map(|n| format!("vhost-user {} has model {}", n.label(), n.model_text()))
         .collect();
     format!(
-        "unsupported configuration: vhostfix refused {} for domain '{name}': {}, but vhost-user requires a virtio-net frontend (guest {}: {}); fix: {fix}",
+        "unsupported configuration: vhostfix refused {} for domain {}: {}, but vhost-user requires a virtio-net frontend (guest {}: {}); fix: {fix}",
         call.name,
+        field(name),
         nics.join(", "),
         a.detection.verdict,
         a.detection.reason()
@@ -466,6 +473,39 @@ mod tests {
             |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(linux.to_string()) };
         let d = decide(&attach("l", NIC), &Config::default(), "uid=0", &mut lookup);
         assert_eq!(d.action, Action::Forward);
+    }
+
+    /// Issue 9 finding 9: names and evidence from the client are escaped in the log.
+    #[test]
+    fn names_in_log_lines_are_escaped() {
+        let evil = WIN.replace(
+            "<name>win2019-vhu</name>",
+            "<name>a&#10;vhostfix: info: x' action=allow\u{85}\u{202e}</name>",
+        );
+        let d = decide(
+            &define(&evil),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+        );
+        let (_, line) = d.log.unwrap();
+        // (ESC cannot occur in XML; NEL and a bidi override can.)
+        assert!(!line.contains('\n') && !line.contains('\u{85}'), "{line}");
+        assert!(
+            line.contains("domain='a\\nvhostfix: info: x\\' action=allow\\u{85}\\u{202e}' verdict=windows evidence='"),
+            "{line}"
+        );
+        let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> {
+            Err("Domain not found: 'x\ny'".into())
+        };
+        let d = decide(
+            &attach("g\none", NIC),
+            &Config::default(),
+            "uid=0",
+            &mut lookup,
+        );
+        let (_, line) = d.log.unwrap();
+        assert!(line.contains("looking up domain 'g\\none': "), "{line}");
     }
 
     #[test]

@@ -7,15 +7,16 @@ source "$(dirname "$0")/../lib/common.sh"
 
 HELPER=$REPO/packaging/libvirt-hooks
 H=$T_TMP/hooks
+STATE=$T_TMP/state                     # VHOSTFIX_STATE_DIR: what install created
 BIN=/usr/bin/vhostfix
 DISPATCHER=/usr/lib/vhostfix/qemu-dispatcher
 
 # run VERSION ACTION: sets OUT (stdout+stderr) and RC.
 run() {
-  OUT=$(VHOSTFIX_HOOKS_DIR=$H VHOSTFIX_LIBVIRT_VERSION=$1 sh "$HELPER" "$2" 2>&1)
+  OUT=$(VHOSTFIX_HOOKS_DIR=$H VHOSTFIX_STATE_DIR=$STATE VHOSTFIX_LIBVIRT_VERSION=$1 sh "$HELPER" "$2" 2>&1)
   RC=$?
 }
-fresh() { rm -rf "$H"; mkdir -p "$H"; }
+fresh() { rm -rf "$H" "$STATE"; mkdir -p "$H"; }
 target() { readlink "$1" 2>/dev/null || echo "(none)"; }
 
 # --- libvirt >= 6.5: only the qemu.d link
@@ -105,6 +106,32 @@ t_contains "a foreign qemu.d/50-vhostfix is reported" "$OUT" "is not a link to $
 run 9.0.0 remove
 t_eq "a foreign qemu.d/50-vhostfix survives install and remove" "$sum" "$(md5sum <"$H/qemu.d/50-vhostfix")"
 
+# A qemu.d/ that existed before install stays after removal, even when empty
+# (issue 10: removal deleted it); one that install created goes, with its record.
+fresh
+mkdir -p "$H/qemu.d"
+run 9.0.0 install
+t_check "pre-existing qemu.d: install records no creation" test ! -e "$STATE/created-qemu.d"
+run 9.0.0 remove
+t_check "pre-existing empty qemu.d survives install and remove" test -d "$H/qemu.d"
+t_eq "pre-existing qemu.d: only our link is gone" "" "$(ls -A "$H/qemu.d")"
+fresh
+run 9.0.0 install
+t_check "install records that it created qemu.d" test -f "$STATE/created-qemu.d"
+run 9.0.0 install
+t_check "a second install keeps the record" test -f "$STATE/created-qemu.d"
+run 9.0.0 remove
+t_check "remove takes away the qemu.d it created" test ! -e "$H/qemu.d"
+t_check "and the record" test ! -e "$STATE/created-qemu.d"
+# Created by install, then used by the site: it stays (not empty), record goes.
+run 9.0.0 install
+printf '#!/bin/sh\nexit 0\n' >"$H/qemu.d/20-site"
+chmod 755 "$H/qemu.d/20-site"
+run 9.0.0 remove
+t_eq "a qemu.d we created but the site uses stays" "20-site" "$(ls -A "$H/qemu.d")"
+run 9.0.0 install
+t_check "a later install into the now site-owned qemu.d records nothing" test ! -e "$STATE/created-qemu.d"
+
 # Other hooks in qemu.d stay, and so does the directory.
 fresh
 mkdir -p "$H/qemu.d"
@@ -128,7 +155,7 @@ run 4.5.0 status
 t_contains "status names the dispatcher" "$OUT" "dispatcher: $H/qemu -> $DISPATCHER"
 if command -v libvirtd >/dev/null; then
   want=$(libvirtd --version); want=${want##* }
-  OUT=$(VHOSTFIX_HOOKS_DIR=$H sh "$HELPER" status 2>&1)
+  OUT=$(VHOSTFIX_HOOKS_DIR=$H VHOSTFIX_STATE_DIR=$STATE sh "$HELPER" status 2>&1)
   t_contains "the installed libvirt daemon's version is detected ($want)" "$OUT" "libvirt daemon: $want"
 fi
 

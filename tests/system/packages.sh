@@ -62,6 +62,7 @@ manifest() {
   for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
   done
+  echo "-rw-r--r-- /usr/share/man/man5/vhostfix.toml.5.gz"
   echo "-rw-r--r-- /usr/share/bash-completion/completions/vhostfix"
   echo "-rw-r--r-- /usr/share/zsh/vendor-completions/_vhostfix"
   echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/vhostfix.fish"
