@@ -52,11 +52,16 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connect(path):
+def connect(path, timeout=10):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
+    s.settimeout(timeout)
     s.connect(path)
     return s
+
+
+# Connecting stops after this long: a proxy that stopped accepting must not
+# make the attack itself take forever.
+CONNECT_FOR = 20.0
 
 
 def header(proc, mtype=0, serial=1):
@@ -96,10 +101,13 @@ def hold(path, n, kind, seconds):
     raise_nofile()
     socks = []
     kinds = []
+    until = time.monotonic() + CONNECT_FOR
     for i in range(n):
         k = kind if kind != "mixed" else ("idle", "bigword", "slow")[i % 3]
+        if time.monotonic() > until:
+            break
         try:
-            s = connect(path)
+            s = connect(path, 2)
         except OSError:
             continue
         if k == "bigword":
@@ -126,9 +134,12 @@ def fill(path, n, mib, seconds):
     raise_nofile()
     socks = []
     chunk = b"<" * (1 << 20)
+    until = time.monotonic() + CONNECT_FOR
     for _ in range(n):
+        if time.monotonic() > until:
+            break
         try:
-            s = connect(path)
+            s = connect(path, 3)
         except OSError:
             continue
         s = send_quiet(s, r.u32(16 << 20) + header(DEFINE_XML))

@@ -312,8 +312,8 @@ if want 7; then
     t_eq "7: domain named '$name', nothing wrong: allowed (exit 0)" "0" "$?"
     out=$(hook "$name" migrate begin - <<<"$x" 2>"$D/p7.err")
     rc=$?
-    t_not_contains "7: domain named '$name' at migrate/begin: no help text on stdout (libvirt takes it as XML)" \
-      "$out" "Usage"
+    t_eq "7: domain named '$name' at migrate/begin: no help text on stdout (libvirt takes it as XML)" \
+      "" "$(grep -m1 -o 'Usage:.*' <<<"$out")"
     t_check "7: ... exit 0 or 1, not a usage error (saw $rc)" test "$rc" -le 1
   done
 fi
@@ -392,19 +392,24 @@ fi
 if want 11; then
   install -d -m 0755 "$D/ns"
   conf "$D/ns.toml" "admin_socket = \"$D/ns/admin\"" "allowed_groups = [\"$G\"]" 'socket_mode = "0666"'
-  unshare -p -f --mount-proc --kill-child=TERM sh -c \
+  # The proxy is not the namespace's init (init ignores SIGTERM from outside):
+  # sh is, and the proxy is stopped by its pid as seen from here.
+  unshare -p -f --mount-proc --kill-child sh -c \
     'VHOSTFIX_LOG=stderr:info "$0" --config "$1" proxy --listen "$2" --upstream "$3" & wait' \
-    "$VHOSTFIX" "$D/ns.toml" "$D/ns/sock" "$UPSTREAM" 2>"$D/ns.log" {T_LOCK_FD}>&- &
+    "$VHOSTFIX" "$D/ns.toml" "$D/ns/sock" "$UPSTREAM" </dev/null >/dev/null 2>"$D/ns.log" {T_LOCK_FD}>&- &
   NS=$!
-  on_exit "kill $NS"
+  on_exit "kill -9 $NS"
   wait_for "[ -S '$D/ns/sock' ]" 15
+  NSP=$(pgrep -P "$(pgrep -P "$NS")")
+  on_exit "stop_pid $NSP"
   out=$(timeout 20 virsh -q -c "qemu:///system?socket=$D/ns/sock" list --all 2>&1)
   t_eq "11: root outside the proxy's PID namespace (its pid reads as 0) is admitted" "0" "$?${out:+ $out}"
   out=$(as_user "$U" timeout 20 virsh -q -c "qemu:///system?socket=$D/ns/sock" list --all 2>&1)
   t_eq "11: ... and a member of allowed_groups too" "0" "$?${out:+ $out}"
   t_not_contains "11: no 'os error 0' refusals in the log" "$(cat "$D/ns.log")" "os error 0"
-  kill "$NS" 2>/dev/null
-  wait_for "! kill -0 $NS" 10
+  stop_pid "$NSP"
+  wait_for "! kill -0 $NS" 10 || kill -9 "$NS"
+  t_check "11: the proxy in the namespace stops on SIGTERM and removes its socket" test ! -e "$D/ns/sock"
 fi
 
 t_done
