@@ -152,7 +152,8 @@ PYEOF
     out=$(VHOSTFIX_LOG=stderr timeout 5 "$VHOSTFIX" --config /dev/null proxy --listen "$dir/sock" \
       --upstream "$UPSTREAM" 2>&1 {T_LOCK_FD}>&-)
     rc=$?
-    t_eq "1: listen under $(basename "$dir") ($(stat -L -c '%U:%G %a' "$dir")): refused at start" "1" "$rc"
+    t_check "1: listen under $(basename "$dir") ($(stat -L -c '%U:%G %a' "$dir")): refused at start (exit $rc)" \
+      test "$rc" -ne 0 -a "$rc" -ne 124
     t_contains "1: ... with a clear error" "$out" "must belong to root and not be writable by group or others"
   done
 fi
@@ -279,7 +280,8 @@ while True:
   wait $UP
   rc=$?
   wait $W
-  t_eq "6: SIGTERM 0.8 s into a 64 MiB vol-upload (drain_seconds = 5): the upload succeeds" "0" "$rc $(cat "$D/p6.out")"
+  out=$(cat "$D/p6.out")
+  t_eq "6: SIGTERM 0.8 s into a 64 MiB vol-upload (drain_seconds = 5): the upload succeeds" "0" "$rc${out:+ $out}"
   t_eq "6: ... the volume is byte-identical" "$(sha256sum <"$D/blob")" "$(sha256sum <"$D/pool/up.raw")"
   if wait_for "! kill -0 $P_PID" 8; then
     t_ok "6: ... and the proxy stops within drain_seconds ($((($(date +%s%N) - t0) / 1000000)) ms after SIGTERM)"
