@@ -74,6 +74,7 @@ for i in $(seq 20); do
   t0=$(date +%s%N)
   if ! timeout 10 virsh -q -c "qemu:///system?socket=$SOCK" list --all >/dev/null 2>"$D/virsh.err"; then
     fails=$((fails + 1))
+    cat "$D/virsh.err" >>"$D/virsh.fail"
   fi
   times+=($((($(date +%s%N) - t0) / 1000000)))
   sleep 0.5
@@ -101,7 +102,7 @@ printf '%s: direct virsh list during the load: exit %s, %s ms\n' "$T_NAME" "$dir
 printf '%s: proxy RSS %s kB before, %s kB peak, %s kB after; peak threads %s, peak fds %s; log lines %s\n' \
   "$T_NAME" "$RSS0" "$RSS_MAX" "$RSS_AFTER" "$THR_MAX" "$FD_MAX" "$(wc -l <"$LOG")"
 
-t_eq "every root virsh call through the proxy succeeded" "0" "$fails$( [ "$fails" = 0 ] || echo " ($(cat "$D/virsh.err"))")"
+t_eq "every root virsh call through the proxy succeeded" "0" "$fails$( [ "$fails" = 0 ] || echo " ($(head -c 500 "$D/virsh.fail"))")"
 t_check "each root virsh call through the proxy took under 1 s (max $t_max ms)" test "$t_max" -lt 1000
 t_check "proxy RSS stayed under 64 MB (peak $RSS_MAX kB)" test "$RSS_MAX" -lt 65536
 t_eq "libvirtd answered a direct client during the load (${direct_ms} ms)" "0" "$direct_rc"
