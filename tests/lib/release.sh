@@ -3,6 +3,7 @@
 # $REL_CACHE (default /var/tmp/vhostfix-ci/rel) and rebuilt when missing or
 # incomplete. Source it after common.sh, while holding system_lock.
 #
+#   release_ensure SUITE  create the cached root if needed (sets R)
 #   release_up SUITE    create (if needed) and start the release's virtlogd and
 #                       libvirtd; sets R (the root), REL_LIBVIRT (its version),
 #                       VHOSTFIX_RELEASE; stops them again on exit
@@ -49,10 +50,10 @@ host_libvirtd_aside() {
   ! kill -0 "$pid" 2>/dev/null
 }
 
-release_up() {
+# release_ensure SUITE: the cached root of SUITE, created when missing (sets R).
+release_ensure() {
   local suite=$1 t0=$SECONDS out
   R=$REL_CACHE/$suite
-  host_libvirtd_aside || return 1
   mkdir -p "$REL_CACHE"
   # A root without the stamp is a creation that did not finish: start again.
   if [ ! -e "$R/.vhostfix-ready" ] && [ -e "$R" ]; then
@@ -74,6 +75,12 @@ release_up() {
     touch "$R/.vhostfix-ready"
     t_log "$suite chroot created in $((SECONDS - t0)) s"
   fi
+}
+
+release_up() {
+  local suite=$1 t0=$SECONDS out
+  host_libvirtd_aside || return 1
+  release_ensure "$suite" || return 1
   on_exit "REL_ROOT=$REL_CACHE bash $REL_TOOL $suite stop"
   out=$(rel_tool "$suite" start 2>&1)
   RVIRSH=(chroot "$R" "${RENV[@]}" virsh -q -c qemu:///system)

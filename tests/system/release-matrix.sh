@@ -81,7 +81,9 @@ hook_section() {
   sed -e "s|vhostfix-t-hook-|$P|" tests/system/fixtures/plain-tcg.xml >"$R$W/plain.xml"
   sed -e "s|vhostfix-t-hook-|$P|" tests/system/fixtures/vhu-unshared.xml >"$R$W/unshared.xml"
   sed -e "s|vhostfix-t-hook-|$P|" tests/system/fixtures/vhu-client-missing.xml >"$R$W/client.xml"
-  sed -e '/<access mode=.shared.\/>/d' -e "s|${P}client|${P}memfd|" "$R$W/client.xml" >"$R$W/memfd.xml"
+  # memfd without <access mode='shared'/> (server-mode socket: nothing else to refuse)
+  sed -e "s|</memory>|</memory><memoryBacking><source type='memfd'/></memoryBacking>|" \
+    -e "s|${P}unshared|${P}memfd|" "$R$W/unshared.xml" >"$R$W/memfd.xml"
 
   out=$(rv define "$W/seed.xml" 2>&1)
   t_contains "$L A1: libvirt refuses vhost-user + e1000 with its own text" "$out" "$(model_refusal)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The .rpm's scriptlets, really run: Debian's rpm installs the package into a
-# scratch root (a copy of a cached debootstrap minbase root, so it has /bin/sh
-# and the tools the scriptlets call) with `rpm --root DIR`, which runs %post and
-# %preun chrooted into DIR. Checked: the hook link is made, an upgrade keeps it,
+# scratch root (a copy of the cached Debian 11 chroot of tests/lib/release.sh:
+# /bin/sh, the tools the scriptlets call, libvirt 7.0.0's libvirtd binary) with
+# `rpm --root DIR`, which runs %post and %preun chrooted into DIR. Checked: the hook link is made, an upgrade keeps it,
 # erase takes it away, a foreign /etc/libvirt/hooks/qemu is never touched, and
 # with an old libvirt (a stand-in `libvirtd --version` printing 4.5.0) the
 # dispatcher is installed and removed again.
@@ -12,8 +12,7 @@
 # the files are present. What this proves and what it does not: README.md
 # ("The .rpm's scriptlets").
 #
-# Environment: REL_CACHE (default /var/tmp/vhostfix-ci/rel; the base root is
-# REL_CACHE/rpm-base). Root.
+# Environment: REL_CACHE (default /var/tmp/vhostfix-ci/rel). Root.
 T_NAME=rpm-root.sh
 . "$(dirname "$0")/../lib/common.sh"
 need_root
@@ -21,8 +20,6 @@ system_lock
 SECONDS=0
 cd "$REPO" || exit 2
 
-REL_CACHE=${REL_CACHE:-/var/tmp/vhostfix-ci/rel}
-BASE=$REL_CACHE/rpm-base
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 RPM=target/generate-rpm/vhostfix-${version}-1.$(uname -m).rpm
 LINK=/etc/libvirt/hooks/qemu.d/50-vhostfix
@@ -37,23 +34,15 @@ if [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging Cargo.toml -newer "$RPM" 
   fi
 fi
 
-# The cached base root (host's Debian release, minbase); rebuilt when missing.
-if [ ! -e "$BASE/.vhostfix-ready" ]; then
-  rm -rf --one-file-system "$BASE"
-  mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -n 1)
-  [ -n "$mirror" ] || mirror=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-  suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
-  t_log "creating the base root $BASE (debootstrap --variant=minbase $suite)"
-  mkdir -p "$REL_CACHE"
-  if debootstrap --variant=minbase "$suite" "$BASE" "$mirror" >"$T_TMP/debootstrap.log" 2>&1; then
-    touch "$BASE/.vhostfix-ready"
-    t_log "base root created after ${SECONDS}s"
-  else
-    t_fail "debootstrap of the base root" "$(tail -n 20 "$T_TMP/debootstrap.log")"; t_done; exit 1
-  fi
+# The scratch root: a copy of release-matrix.sh's cached Debian 11 root (a
+# Debian userland with a shell and a real libvirtd 7.0.0 binary, not running).
+. "$REPO/tests/lib/release.sh"
+release_ensure bullseye || { t_fail "the cached Debian 11 root exists or can be made"; t_done; exit 1; }
+if findmnt -rn -o TARGET | grep -q "^$R\(/\|$\)"; then
+  t_fail "the cached root $R is not in use (nothing mounted)"; t_done; exit 1
 fi
 D=$T_TMP/root
-cp -a "$BASE" "$D"
+cp -a "$R" "$D"
 on_exit "rm -rf --one-file-system '$D'"
 t_check "the scratch root has a shell" chroot "$D" /bin/sh -c true
 r() { rpm --root "$D" "$@"; }
@@ -68,10 +57,11 @@ fingerprint() { echo "$(md5sum <"$D$QH") $(stat -c '%a %U:%G %Y %i' "$D$QH")"; }
 foreign=$(fingerprint)
 
 host_hooks=$(ls -lAR --time-style=+ /etc/libvirt/hooks 2>&1)
-# 1. no libvirt in the root: %post makes the link (libvirt >= 6.5 assumed).
+# 1. libvirt 7.0.0 in the root: %post makes the qemu.d link only.
 out=$(r -i --nodeps "$RPM" 2>&1); rc=$?
 t_eq "rpm --root -i --nodeps succeeds" 0 "$rc"
-t_contains "%post ran in the root and says where the hook went" "$out" "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix"
+t_contains "%post ran in the root, found its libvirtd 7.0.0 and says where the hook went" "$out" \
+  "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt 7.0.0 runs qemu.d/ itself)"
 t_contains "%post checked the installed configuration" "$out" "configuration ok: /etc/vhostfix/vhostfix.toml"
 t_eq "the hook link is made in the root" /usr/bin/vhostfix "$(readlink "$D$LINK")"
 t_eq "the host's own /etc/libvirt/hooks is not touched" "$host_hooks" "$(ls -lAR --time-style=+ /etc/libvirt/hooks 2>&1)"
