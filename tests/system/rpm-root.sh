@@ -65,7 +65,7 @@ t_contains "%post ran in the root, found its libvirtd 7.0.0 and says where the h
 t_contains "%post checked the installed configuration" "$out" "configuration ok: /etc/vhostfix/vhostfix.toml"
 t_eq "the hook link is made in the root" /usr/bin/vhostfix "$(readlink "$D$LINK")"
 t_eq "the host's own /etc/libvirt/hooks is not touched" "$host_hooks" "$(ls -lAR --time-style=+ /etc/libvirt/hooks 2>&1)"
-t_eq "rpm knows the package in the root" "vhostfix-$version-1" "$(r -q vhostfix 2>&1)"
+t_eq "rpm knows the package in the root" "vhostfix-$version-1.$(uname -m)" "$(r -q vhostfix 2>&1)"
 t_eq "the foreign hooks/qemu is untouched by the install" "$foreign" "$(fingerprint)"
 t_contains "the installed binary runs in the root" "$(chroot "$D" /usr/bin/vhostfix --version 2>&1)" "vhostfix $version"
 
@@ -93,7 +93,20 @@ out=$(r -e vhostfix 2>&1); rc=$?
 t_eq "simulated libvirt 4.5.0: rpm -e succeeds" 0 "$rc"
 t_check "simulated libvirt 4.5.0: %preun removes the dispatcher and the link" \
   test ! -L "$D$QH" -a ! -e "$D$QH" -a ! -L "$D$LINK"
+# 3. simulated libvirt 4.5.0 with a foreign hooks/qemu: left untouched, one line says so.
+printf '#!/bin/sh\n# site hook, not vhostfix'"'"'s\nexit 0\n' >"$D$QH"
+chmod 0750 "$D$QH"
+touch -d '2020-01-02 03:04:05' "$D$QH"
+foreign=$(fingerprint)
+out=$(r -i --nodeps "$RPM" 2>&1); rc=$?
+t_eq "simulated libvirt 4.5.0, foreign hooks/qemu: rpm -i succeeds" 0 "$rc"
+t_eq "simulated libvirt 4.5.0, foreign hooks/qemu: untouched" "$foreign" "$(fingerprint)"
+t_contains "simulated libvirt 4.5.0, foreign hooks/qemu: %post says it was left alone" "$out" \
+  "vhostfix: $QH is not ours and was left untouched, so libvirt 4.5.0 will not run vhostfix"
+out=$(r -e vhostfix 2>&1)
+t_eq "simulated libvirt 4.5.0, foreign hooks/qemu: untouched by the erase" "$foreign" "$(fingerprint)"
 t_eq "rpm's database in the root is empty again" "" "$(r -qa 2>&1)"
 
+VHOSTFIX_RELEASE="a scratch root copied from the Debian 11 chroot, with the host's $(rpm --version)"
 t_log "finished in ${SECONDS}s"
 t_done
