@@ -37,7 +37,9 @@ release_libvirt() {
 host_libvirtd_aside() {
   local p pid=
   for p in $(pgrep -x libvirtd); do
-    [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
+    # ours: same mount namespace as this shell (not a container's), root / (not a chroot's)
+    [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
+      [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
   done
   [ -n "$pid" ] || return 0
   if [ "$(cat /proc/1/comm)" = systemd ]; then
@@ -46,8 +48,22 @@ host_libvirtd_aside() {
   fi
   t_log "stopping the host's libvirtd (pid $pid) while the release's runs; started again on exit"
   stop_pid "$pid"
-  on_exit "rm -f /run/libvirtd.pid; libvirtd -d {T_LOCK_FD}>&-; ${VIRSH[*]} version"
+  on_exit "host_libvirtd_restart $pid"
   ! kill -0 "$pid" 2>/dev/null
+}
+# host_libvirtd_restart OLDPID: start the host's libvirtd again; where this
+# suite was to stop OLDPID on exit, it now stops the new daemon instead.
+host_libvirtd_restart() {
+  local old=$1 new i
+  rm -f /run/libvirtd.pid
+  no_lock libvirtd -d
+  wait_for "[ -s /run/libvirtd.pid ]" 10
+  new=$(cat /run/libvirtd.pid)
+  wait_for "${VIRSH[*]} version" 30
+  for i in "${!T_CLEANUP[@]}"; do
+    [ "${T_CLEANUP[$i]}" = "stop_pid $old" ] && T_CLEANUP[$i]="stop_pid $new"
+  done
+  return 0
 }
 
 # release_ensure SUITE: the cached root of SUITE, created when missing (sets R).
