@@ -35,7 +35,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 DEB=target/debian/vhostfix_${version}-1_$(dpkg --print-architecture).deb
 
 # --------------------------------------------------------------- the glibc 2.17 build
-if [ ! -x "$ASSET" ] || [ ! -f "$DEB" ] || [ -n "$(find src hooks packaging Cargo.toml -newer "$DEB" -print -quit)" ]; then
+if [ ! -x "$ASSET" ] || [ ! -f "$DEB" ] || [ -n "$(find src hooks packaging integrations docs Cargo.toml -newer "$DEB" -print -quit)" ]; then
   t_log "building the glibc 2.17 binary and the .deb"
   if packaging/build-assets.sh >"$T_TMP/build.log" 2>&1 && cargo deb --no-build >>"$T_TMP/build.log" 2>&1; then
     t_ok "the glibc 2.17 binary and the .deb build"

@@ -25,7 +25,7 @@ RPM=target/generate-rpm/vhostfix-${version}-1.$(uname -m).rpm
 LINK=/etc/libvirt/hooks/qemu.d/50-vhostfix
 QH=/etc/libvirt/hooks/qemu
 
-if [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging Cargo.toml -newer "$RPM" -print -quit)" ]; then
+if [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging integrations docs Cargo.toml -newer "$RPM" -print -quit)" ]; then
   t_log "building the .rpm"
   if packaging/build-assets.sh >"$T_TMP/build.log" 2>&1 && cargo generate-rpm --payload-compress gzip >>"$T_TMP/build.log" 2>&1; then
     t_ok "the .rpm builds"
