@@ -361,6 +361,9 @@ package_section() {
   rm -f "$R$W/vhostfix.deb"
 }
 
+# A host libvirtd left running is set aside once for all releases (and started
+# again on exit), not once per release.
+host_libvirtd_aside || { t_fail "the host's libvirtd can be stopped for the suite"; t_done; exit 1; }
 for suite in $RELEASES; do
   mark=$(cleanup_mark)
   t0=$SECONDS
