@@ -43,7 +43,17 @@ t_contains() {
 t_not_contains() {
   case $2 in *"$3"*) t_fail "$1" "expected NOT to contain: $3" "actual: ${2:0:3000}" ;; *) t_ok "$1" ;; esac
 }
+# The libvirt release the suite ran against; suites that use another release's
+# libvirt (tests/lib/release.sh) set it. Printed by t_done.
+VHOSTFIX_RELEASE=${VHOSTFIX_RELEASE:-}
+host_release() {
+  local os lv
+  os=$(. /etc/os-release 2>/dev/null && echo "$ID $VERSION_CODENAME")
+  lv=$(libvirtd --version 2>/dev/null); lv=${lv##* }
+  echo "host ${os:-unknown}: libvirt ${lv:-not installed}, glibc $(ldd --version 2>/dev/null | head -n 1 | sed 's/.* //')"
+}
 t_done() {
+  printf '%s: ran on %s\n' "$T_NAME" "${VHOSTFIX_RELEASE:-$(host_release)}"
   printf '%s: %d passed, %d failed\n' "$T_NAME" "$T_PASS" "$T_FAIL"
   [ "$T_FAIL" -eq 0 ]
 }

@@ -18,7 +18,7 @@ started=$(date +%s)
 phase() { t_log "$1 after $(($(date +%s) - started)) s"; }
 
 # ---------------------------------------------------------------- build
-for tool in cargo-deb cargo-generate-rpm; do
+for tool in cargo-deb cargo-generate-rpm cargo-zigbuild objdump; do
   command -v "$tool" >/dev/null || { t_fail "$tool is installed (.ci/run installs it)"; t_done; exit 1; }
 done
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
@@ -28,9 +28,10 @@ if [ ! -f "$DEB" ] || [ ! -f "$RPM" ] || [ -n "$(find src hooks packaging integr
   || [ -n "$(find src hooks packaging integrations docs Cargo.toml -newer "$RPM" -print -quit)" ]; then
   t_log "building the packages"
   build_log=$T_TMP/build.log
-  if cargo build --release >"$build_log" 2>&1 && packaging/build-assets.sh >>"$build_log" 2>&1 \
-    && cargo deb >>"$build_log" 2>&1 && cargo generate-rpm >>"$build_log" 2>&1; then
-    t_ok "both packages build (cargo deb, cargo generate-rpm)"
+  # build-assets.sh builds the glibc 2.17 binary (cargo zigbuild) both packages ship.
+  if packaging/build-assets.sh >"$build_log" 2>&1 && cargo deb --no-build >>"$build_log" 2>&1 \
+    && cargo generate-rpm --payload-compress gzip >>"$build_log" 2>&1; then
+    t_ok "both packages build (build-assets.sh, cargo deb, cargo generate-rpm)"
   else
     t_fail "both packages build" "$(tail -n 20 "$build_log")"
     t_done; exit 1
@@ -86,7 +87,7 @@ t_eq "deb: no file outside /usr and /etc" "" "$(awk '$6 !~ /^\.\/(usr|etc)\// {p
 
 info=$(dpkg-deb -I "$DEB")
 t_contains "deb: Package vhostfix $version-1" "$info" "Version: $version-1"
-t_contains "deb: depends only on libc" "$(dpkg-deb -f "$DEB" Depends)" "libc6"
+t_eq "deb: depends only on libc6 (>= 2.17)" "libc6 (>= 2.17)" "$(dpkg-deb -f "$DEB" Depends)"
 ctrl=$T_TMP/deb-control
 mkdir -p "$ctrl" && dpkg-deb -e "$DEB" "$ctrl"
 t_eq "deb: conffiles is exactly the configuration" "$CONF" "$(cat "$ctrl/conffiles")"
@@ -133,10 +134,32 @@ for r in /bin/sh /bin/bash 'libc.so.6()(64bit)'; do
   t_check "rpm: requires $r" grep -qxF "$r" <<<"$requires"
 done
 t_not_contains "rpm: does not require libvirt (hosts name it differently)" "$requires" libvirt
+t_eq "rpm: no requirement on a glibc symbol version above 2.17" "" \
+  "$(sed -n 's/^lib[a-z]*\.so\.[0-9]*(GLIBC_\([0-9.]*\))(64bit)$/\1/p' <<<"$requires" | while read -r v; do
+    [ "$(printf '%s\n2.17\n' "$v" | sort -V | tail -n 1)" = 2.17 ] || echo "GLIBC_$v"; done)"
+t_eq "rpm: the payload is gzip (rpm 4.11 of CentOS 7 cannot read zstd)" gzip "$(rpm -qp --qf '%{PAYLOADCOMPRESSOR}' "$RPM" 2>/dev/null)"
 rpmroot=$T_TMP/rpm-root
 mkdir -p "$rpmroot" && rpm2archive - <"$RPM" | tar -xz -C "$rpmroot"
 t_check "rpm: the shipped configuration is packaging/vhostfix.toml" cmp "$rpmroot$CONF" packaging/vhostfix.toml
 t_contains "rpm: the binary runs" "$("$rpmroot/usr/bin/vhostfix" --version)" "vhostfix $version"
+
+# ---------------------------------------------------------------- glibc 2.17
+# The packaged binary (from both packages) must run on glibc 2.17 (CentOS 7):
+# no dynamic symbol may need a newer GLIBC_ version, and it may link nothing
+# but glibc's own libraries (libc6 on Debian, glibc on RPM distributions).
+glibc_above_217() {
+  objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sort -u | while read -r v; do
+    [ "$(printf '%s\n2.17\n' "${v#GLIBC_}" | sort -V | tail -n 1)" = 2.17 ] || echo "$v"
+  done | paste -sd' ' -
+}
+for pkg in deb rpm; do
+  root=$payload; [ "$pkg" = rpm ] && root=$rpmroot
+  t_eq "$pkg: the packaged binary needs no symbol version above GLIBC_2.17" "" "$(glibc_above_217 "$root/usr/bin/vhostfix")"
+  t_eq "$pkg: ... and links only glibc's libraries" "" \
+    "$(objdump -p "$root/usr/bin/vhostfix" | awk '$1 == "NEEDED" {print $2}' | grep -vxE 'libc\.so\.6|libpthread\.so\.0|libdl\.so\.2|libm\.so\.6|librt\.so\.1')"
+done
+t_check "both packages ship the same binary" cmp "$payload/usr/bin/vhostfix" "$rpmroot/usr/bin/vhostfix"
+t_log "highest symbol version of the packaged binary: $(objdump -T "$payload/usr/bin/vhostfix" | grep -o 'GLIBC_[0-9][0-9.]*' | sort -uV | tail -n 1)"
 
 phase "inspection"
 # ---------------------------------------------------------------- install the .deb
