@@ -37,6 +37,7 @@ fn run_with(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -
     cmd.args(args)
         .env_remove("VHOSTFIX_CONFIG")
         .env_remove("NO_COLOR")
+        .env_remove("VHOSTFIX_LIBVIRT_VERSION")
         .env("VHOSTFIX_LOG", "stderr")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -65,6 +66,10 @@ fn run(args: &[&str]) -> Out {
 
 fn run_stdin(args: &[&str], stdin: &[u8]) -> Out {
     run_with(Path::new(BIN), args, stdin, &[])
+}
+
+fn run_env_stdin(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Out {
+    run_with(Path::new(BIN), args, stdin, env)
 }
 
 fn read(path: &str) -> String {
@@ -245,8 +250,154 @@ fn diff_shows_one_changed_line_and_exits_1() {
 fn diff_exits_0_with_no_output_when_nothing_changes() {
     let o = run(&["diff", &files("already_virtio.xml")]);
     assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+}
+
+/// Issue 10: a Linux/unknown guest with an e1000 vhost-user NIC is left alone
+/// by policy, but libvirt refuses it: `diff` shows no change, exits 1 and says
+/// how to bring the guest into scope.
+#[test]
+fn diff_warns_and_exits_1_for_a_violation_left_alone() {
     let o = run(&["diff", &files("linux_no_evidence.xml")]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("vhostfix: warning: domain 'debian-12': vhost-user nic 0"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("has model e1000, which libvirt refuses"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("<vhostfix:guest xmlns:vhostfix=\"urn:vhostfix:guest:1\" os=\"windows\"/>"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("--guests any"), "{}", o.stderr);
+    // With --guests any it becomes a change like any other.
+    let o = run(&["diff", "--guests", "any", &files("linux_no_evidence.xml")]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.contains("+      <model type='virtio'/>"),
+        "{}",
+        o.stdout
+    );
+}
+
+/// Issue 10: `check` exits 1 for what the hook refuses (unshared memory, a
+/// missing client socket), and `--json` carries the findings.
+#[test]
+fn check_exits_1_for_what_the_hook_refuses() {
+    let dom = |mem: &str, mode: &str| {
+        format!(
+        "<domain><name>h1</name>{mem}<devices><interface type='vhostuser'><source type='unix' path='/nonexistent/vhu1.sock' mode='{mode}'/><model type='virtio'/></interface></devices></domain>"
+    )
+    };
+    let shared = "<memoryBacking><access mode='shared'/></memoryBacking>";
+    let o = run_stdin(&["check"], dom(shared, "server").as_bytes());
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.stdout.contains("domain 'h1': compliant"), "{}", o.stdout);
+    let o = run_stdin(&["check"], dom("", "server").as_bytes());
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("domain 'h1': not compliant: libvirt or the vhostfix hook will refuse it"),
+        "{}",
+        o.stdout
+    );
+    let o = run_stdin(&["check"], dom(shared, "client").as_bytes());
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stdout.contains("  refused: vhost-user nic 0 is in client mode but the socket /nonexistent/vhu1.sock does not exist"), "{}", o.stdout);
+    let o = run_stdin(&["check", "--json"], dom("", "client").as_bytes());
+    assert_eq!(o.code, 1);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(v["compliant"], false);
+    assert_eq!(v["worst"], "refused");
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["shared-memory", "client-socket"]);
+}
+
+/// Issue 8: advice follows the libvirt release (`--libvirt-version`,
+/// `$VHOSTFIX_LIBVIRT_VERSION`): no memfd advice where libvirt refuses memfd
+/// without shared access, and no missing-model change where libvirt fills in virtio.
+#[test]
+fn check_follows_the_libvirt_release() {
+    let dom = "<domain><name>r1</name><devices><interface type='vhostuser'><source type='unix' path='/x.sock' mode='server'/><model type='virtio'/></interface></devices></domain>";
+    let o = run_stdin(
+        &["check", "--json", "--libvirt-version", "9.0.0"],
+        dom.as_bytes(),
+    );
+    assert!(
+        o.stdout.contains("(or <source type='memfd'/>)"),
+        "{}",
+        o.stdout
+    );
+    let o = run_stdin(
+        &["check", "--json", "--libvirt-version", "11.3.0"],
+        dom.as_bytes(),
+    );
+    assert!(
+        !o.stdout.contains("(or <source type='memfd'/>)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("libvirt 11.3.0 refuses to define or start it"),
+        "{}",
+        o.stdout
+    );
+    let memfd = dom.replace(
+        "<devices>",
+        "<memoryBacking><source type='memfd'/></memoryBacking><devices>",
+    );
+    let o = run_env_stdin(
+        &["check"],
+        &[("VHOSTFIX_LIBVIRT_VERSION", "11.3.0")],
+        memfd.as_bytes(),
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let o = run_env_stdin(
+        &["check"],
+        &[("VHOSTFIX_LIBVIRT_VERSION", "9.0.0")],
+        memfd.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("which libvirt 11.2 and later refuse"),
+        "{}",
+        o.stdout
+    );
+    let no_model = dom
+        .replace("<model type='virtio'/>", "")
+        .replace(
+            "<devices>",
+            "<memoryBacking><access mode='shared'/></memoryBacking><devices>",
+        )
+        .replace(
+            "<name>r1</name>",
+            "<name>r1</name><features><hyperv><relaxed state='on'/></hyperv></features>",
+        );
+    let o = run_stdin(
+        &["check", "--libvirt-version", "9.0.0"],
+        no_model.as_bytes(),
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let o = run_stdin(
+        &["check", "--libvirt-version", "11.3.0"],
+        no_model.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let o = run_stdin(&["check", "--libvirt-version", "nine"], dom.as_bytes());
+    assert_eq!(o.code, 2);
 }
 
 #[test]
