@@ -255,13 +255,36 @@ pub fn libvirt_version(
 /// Environment variable naming the libvirt release (tests, CLI).
 pub const ENV_LIBVIRT_VERSION: &str = "VHOSTFIX_LIBVIRT_VERSION";
 
-/// The release of the libvirt daemon `pid` runs, from the libvirt.so it has
-/// mapped (`/proc/PID/maps`). The hook's parent is the daemon that runs it.
+/// The release of the libvirt daemon that runs us: the first of `pid` and its
+/// next ancestors (a dispatcher script may sit between the daemon and the
+/// hook) with libvirt.so mapped (`/proc/PID/maps`; the soname carries the
+/// release).
 pub fn daemon_libvirt_version(pid: u32) -> Option<LibvirtVersion> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    maps.lines()
-        .filter(|l| l.contains("/libvirt.so.0."))
-        .find_map(LibvirtVersion::from_soname)
+    let mut pid = pid;
+    for _ in 0..3 {
+        if pid <= 1 {
+            return None;
+        }
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            if let Some(v) = maps
+                .lines()
+                .filter(|l| l.contains("/libvirt.so.0."))
+                .find_map(LibvirtVersion::from_soname)
+            {
+                return Some(v);
+            }
+        }
+        pid = parent_of(pid)?;
+    }
+    None
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (the field after the command,
+/// which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -287,6 +310,14 @@ mod tests {
 
     const SHARED: &str = "<memoryBacking><access mode='shared'/></memoryBacking>";
     const MEMFD: &str = "<memoryBacking><source type='memfd'/></memoryBacking>";
+
+    #[test]
+    fn parent_is_read_from_proc() {
+        let me = std::process::id();
+        assert_eq!(parent_of(me), Some(std::os::unix::process::parent_id()));
+        // A test binary maps no libvirt.so, nor does cargo.
+        assert_eq!(daemon_libvirt_version(me), None);
+    }
 
     #[test]
     fn every_problem_is_found_with_its_severity() {
