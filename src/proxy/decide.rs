@@ -174,12 +174,15 @@ pub fn decide_with(
         .map(|f| f.message.as_str())
         .collect();
     let what = format!(
-        "{who} proc={} domain='{}' verdict={} evidence=\"{}\" vhostuser_nics={}",
+        "{who} proc={} domain='{}' verdict={} evidence=\"{}\" vhostuser_nics={} libvirt={}",
         call.name,
         subject(Some(&a)),
         a.detection.verdict,
         a.detection.reason(),
-        a.nics.len()
+        a.nics.len(),
+        policy
+            .libvirt
+            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
     );
     if !a.changes() {
         let left = if a.violations_left() {

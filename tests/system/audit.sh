@@ -170,6 +170,15 @@ if wait_for "[ -S '$SOCK' ]" 15; then
   "$VHOSTFIX" audit --connect "qemu:///system?socket=$SOCK" >"$D/table-uri" 2>&1
   t_eq "--connect qemu:///system?socket=PATH works" 1 "$?"
   t_eq "same table either way" "$(ours <"$D/table")" "$(ours <"$D/table-uri")"
+  # The proxy applies the rules of the libvirt behind it (CONNECT_GET_LIB_VERSION).
+  undefine "$P-via-proxy"
+  vm_cleanup_on_exit "$P-via-proxy"
+  dom via-proxy 6 "<memoryBacking><access mode='shared'/></memoryBacking>$WIN_FEATURES" \
+    "$(vhu 06 /run/vhostfix-t-audit/via.sock server | sed "s/'virtio'/'e1000'/")" >"$D/via.xml"
+  out=$(virsh -c "qemu:///system?socket=$SOCK" define "$D/via.xml" 2>&1)
+  t_contains "define of an e1000 Windows guest through the proxy" "$out" "Domain '$P-via-proxy' defined"
+  t_contains "the proxy logs the upstream libvirt release" "$(cat "$D/proxy.log")" "domain='$P-via-proxy' verdict=windows"
+  t_contains "... as libvirt=$libver" "$(grep "domain='$P-via-proxy'" "$D/proxy.log")" "libvirt=$libver action=rewrite"
 else
   t_fail "proxy starts" "$(cat "$D/proxy.log")"
 fi
