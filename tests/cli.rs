@@ -1003,3 +1003,41 @@ fn audit_without_libvirt_exits_2_and_records_the_failure() {
     let o = run(&["audit", "--help"]);
     assert!(o.stdout.contains("--prometheus <FILE>"), "{}", o.stdout);
 }
+
+/// Issue 8: the hook's advice follows the libvirt that runs it (here given by
+/// $VHOSTFIX_LIBVIRT_VERSION; under libvirtd, read from the daemon's libvirt.so).
+#[test]
+fn hook_advice_follows_the_libvirt_release() {
+    let args = ["hook", "qemu", "vm1", "prepare", "begin", "-"];
+    let run_v = |v: &str| {
+        run_env_stdin(
+            &args,
+            &[("VHOSTFIX_LIBVIRT_VERSION", v)],
+            NO_SHARED_MEMORY.as_bytes(),
+        )
+    };
+    let o = run_v("9.0.0");
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("(or <source type='memfd'/>) to the domain"),
+        "{}",
+        o.stderr
+    );
+    let o = run_v("11.3.0");
+    assert_eq!(o.code, 1);
+    assert!(!o.stderr.contains("<source type='memfd'/>"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("libvirt 11.3.0 refuses to define or start it"),
+        "{}",
+        o.stderr
+    );
+    // Unknown release: only advice that holds on every release.
+    let o = hook(&["vm1", "prepare", "begin", "-"], NO_SHARED_MEMORY);
+    assert!(
+        !o.stderr.contains("<source type='memfd'/>) to the domain"),
+        "{}",
+        o.stderr
+    );
+}
