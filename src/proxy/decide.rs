@@ -648,6 +648,48 @@ mod tests {
     }
 
     #[test]
+    fn the_upstream_release_decides_what_is_a_violation() {
+        // No <model>: libvirt 11.3 fills in virtio itself, 9.0 refuses it.
+        let xml = WIN.replace("<model type='e1000'/>", "");
+        assert_ne!(xml, WIN);
+        let mut asked = 0;
+        let mut v11 = || {
+            asked += 1;
+            "11.3.0".parse().ok()
+        };
+        let d = decide_with(
+            &define(&xml),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut v11,
+        );
+        assert_eq!(d.action, Action::Forward);
+        assert!(d.log.unwrap().1.contains("libvirt=11.3.0 action=forward"));
+        assert_eq!(asked, 1);
+        let mut v9 = || "9.0.0".parse().ok();
+        let d = decide_with(
+            &define(&xml),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut v9,
+        );
+        assert!(matches!(d.action, Action::Replace(_)), "{:?}", d.action);
+        // Calls without vhost-user XML never ask.
+        let mut never = || -> Option<LibvirtVersion> { panic!("asked") };
+        let plain = WIN.replace("vhostuser", "network");
+        let d = decide_with(
+            &define(&plain),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut never,
+        );
+        assert_eq!(d.action, Action::Forward);
+    }
+
+    #[test]
     fn quick_check_cannot_be_bypassed_by_references() {
         for (xml, may) in [
             ("<interface type='vhostuser'/>", true),
