@@ -59,7 +59,7 @@ manifest() {
   for f in libvirtd.socket.conf libvirtd-ro.socket.conf libvirtd-admin.socket.conf libvirtd.conf.snippet tmpfiles.conf vhostfix.toml; do
     echo "-rw-r--r-- /usr/lib/vhostfix/transparent/$f"
   done
-  for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
+  for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-audit vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
   done
   echo "-rw-r--r-- /usr/share/bash-completion/completions/vhostfix"
