@@ -183,7 +183,34 @@ else
   t_fail "proxy starts" "$(cat "$D/proxy.log")"
 fi
 
-# --- 5. the README's example is this output ----------------------------------------
+# --- 5. the hook learns the release from the daemon that runs it -----------------
+# The hook reads the libvirt.so its parent has mapped. A Python that imported
+# libvirt maps the same library libvirtd does; one that did not maps none.
+: >"$D/empty.toml"
+hook_from_python() {
+  /usr/bin/python3 - "$VHOSTFIX" "$D/win-unshared.xml" "$D/empty.toml" "$1" <<'PY'
+import os, subprocess, sys
+if sys.argv[4] == "with-libvirt":
+    import libvirt  # noqa: F401  (maps libvirt.so.0.MAJOR*1000+MINOR.MICRO)
+env = {"VHOSTFIX_LOG": "stderr", "VHOSTFIX_CONFIG": sys.argv[3], "PATH": os.environ["PATH"]}
+r = subprocess.run([sys.argv[1], "hook", "qemu", "w", "prepare", "begin", "-"],
+                   stdin=open(sys.argv[2]), capture_output=True, text=True, env=env)
+print(r.returncode, r.stderr)
+PY
+}
+out=$(hook_from_python with-libvirt)
+t_eq "hook under a process with libvirt $libver mapped: exit 1" 1 "${out%% *}"
+t_contains "... refused" "$out" "vhostfix refused to start domain 'w'"
+case $libver in
+  7.* | 8.* | 9.* | 10.* | 11.0.* | 11.1.*)
+    t_contains "... with the memfd alternative libvirt $libver accepts" "$out" "(or <source type='memfd'/>) to the domain" ;;
+  *)
+    t_contains "... with the text for libvirt $libver" "$out" "libvirt $libver refuses to define or start it" ;;
+esac
+out=$(hook_from_python without-libvirt)
+t_not_contains "hook whose parent maps no libvirt: advice for every release" "$out" "(or <source type='memfd'/>)"
+
+# --- 6. the README's example is this output ----------------------------------------
 README=$REPO/README.md
 shown=$(ours <"$D/table")
 if [ -n "${VHOSTFIX_BLESS:-}" ]; then
