@@ -7,7 +7,8 @@
 use crate::config::{self, Config};
 use crate::detect::{Detection, Verdict};
 use crate::hook::{self, HookCall};
-use crate::rules::{Guests, TargetModel};
+use crate::rules::{Guests, LibvirtVersion, TargetModel};
+use crate::verdict::{self, Severity};
 use crate::{report, Policy};
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -30,7 +31,7 @@ pub const EXIT_ERROR: u8 = 2;
 (e1000, e1000e, rtl8139, or none) in Windows guests and switches them to virtio with a minimal \
 edit, reports what it changed and why, and acts as a libvirt qemu hook that refuses early what \
 cannot work.",
-    after_help = "Exit status: 0 ok / nothing to change, 1 something would change (diff, check), 2 error.\n\
+    after_help = "Exit status: 0 ok / nothing to change, 1 something would change or would be refused (diff, check, audit), 2 error.\n\
 Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
 Logging (hook, proxy): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
 )]
@@ -47,6 +48,16 @@ pub struct Cli {
     /// Take the guest OS as given instead of detecting it (useful for device XML).
     #[arg(long, global = true, value_enum)]
     pub guest_os: Option<GuestOs>,
+    /// Apply the rules of this libvirt release (e.g. 9.0.0), where releases
+    /// differ; default: unknown (advice that holds on every release), for
+    /// `audit` the release of the daemon it talks to.
+    #[arg(
+        long,
+        global = true,
+        value_name = "X.Y.Z",
+        env = "VHOSTFIX_LIBVIRT_VERSION"
+    )]
+    pub libvirt_version: Option<LibvirtVersion>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,6 +101,28 @@ pub enum Command {
         /// One JSON object per file (one per line), for automation.
         #[arg(long)]
         json: bool,
+    },
+    /// List every domain libvirt knows (defined and running; live and inactive XML)
+    /// with the verdict of `check` and the hook's admission checks
+    /// (exit 0 all compliant, 1 something fixable or refused, 2 error).
+    #[command(
+        after_help = "Connects read-only to libvirt's socket: libvirtd's (/run/libvirt/libvirt-sock), \
+virtqemud's (/run/libvirt/virtqemud-sock) or the vhostfix proxy's. A running domain gets two rows: \
+its live XML and its inactive XML (the next boot)."
+    )]
+    Audit {
+        /// qemu:///system (optionally ?socket=PATH) or a socket path (default:
+        /// virtqemud-sock when it exists, else libvirt-sock, in /run/libvirt).
+        #[arg(long, value_name = "URI|SOCKET")]
+        connect: Option<String>,
+        /// One JSON document on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the results in Prometheus' text format to FILE, atomically
+        /// (for node_exporter's textfile collector, e.g.
+        /// /var/lib/prometheus/node-exporter/vhostfix.prom).
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
     /// Validate or show the configuration.
     #[command(subcommand)]
@@ -216,6 +249,11 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Filter { file, quiet } => filter(&cli, file.as_deref(), *quiet),
         Command::Diff { file, color } => diff(&cli, file.as_deref(), *color),
         Command::Check { files, json } => check(&cli, files, *json),
+        Command::Audit {
+            connect,
+            json,
+            prometheus,
+        } => audit(&cli, connect.as_deref(), *json, prometheus.as_deref()),
         Command::Config(ConfigCommand::Check { path }) => {
             config_check(path.as_deref().or(cli.config.as_deref()))
         }
@@ -281,6 +319,7 @@ fn policy(cli: &Cli) -> Result<Policy> {
         };
         p.guest_os = Some(Detection::given(v, format!("--guest-os {w}")));
     }
+    p.libvirt = cli.libvirt_version;
     Ok(p)
 }
 
@@ -373,8 +412,20 @@ fn filter(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<u8> {
 fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u8> {
     let p = policy(cli)?;
     let (input, a) = analyze_input(file, &p)?;
+    let findings = verdict::findings(&a, &p, &verdict::probe_socket);
+    {
+        let mut err = io::stderr().lock();
+        for f in findings.iter().filter(|f| f.severity != Severity::Fixable) {
+            writeln!(err, "vhostfix: warning: {}: {}", a.subject(), f.message)?;
+        }
+    }
     if !a.changes() {
-        return Ok(EXIT_OK);
+        // Nothing to show, but libvirt or the hook will refuse it.
+        return Ok(if verdict::not_compliant(&findings) {
+            EXIT_CHANGE
+        } else {
+            EXIT_OK
+        });
     }
     let old = text_of(&input);
     let new = a.output(old);
@@ -434,13 +485,15 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
     for f in files {
         match analyze_input(Some(f), &p) {
             Ok((input, a)) => {
-                if a.changes() || a.violations_left() {
+                // The hook's verdict: anything it or libvirt would refuse.
+                let findings = verdict::findings(&a, &p, &verdict::probe_socket);
+                if verdict::not_compliant(&findings) {
                     worst = worst.max(EXIT_CHANGE);
                 }
                 if json {
-                    writeln!(out, "{}", report::json(&input.name, &a))?;
+                    writeln!(out, "{}", report::json(&input.name, &a, &findings))?;
                 } else {
-                    out.write_all(report::text(&input.name, &a).as_bytes())?;
+                    out.write_all(report::text(&input.name, &a, &findings).as_bytes())?;
                 }
             }
             Err(e) => {
@@ -460,6 +513,36 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
     }
     out.flush()?;
     Ok(worst)
+}
+
+fn audit(cli: &Cli, connect: Option<&str>, json: bool, prometheus: Option<&Path>) -> Result<u8> {
+    let p = policy(cli)?;
+    let result = crate::audit::run(connect, &p, cli.libvirt_version, &verdict::probe_socket);
+    if let Some(path) = prometheus {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let text = crate::audit::prometheus(result.as_ref().ok(), now);
+        crate::audit::write_atomically(path, &text)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let a = result.map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if json {
+        writeln!(out, "{}", crate::audit::json(&a))?;
+    } else {
+        out.write_all(crate::audit::table(&a).as_bytes())?;
+    }
+    out.flush()?;
+    for r in a.domains.iter().filter(|r| r.error.is_some()) {
+        eprintln!(
+            "vhostfix: error: domain '{}' ({} XML): {}",
+            r.domain,
+            r.xml.as_str(),
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(a.exit_code())
 }
 
 fn config_check(path: Option<&Path>) -> Result<u8> {

@@ -30,6 +30,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub hook: HookConfig,
     pub proxy: ProxyConfig,
+    /// The libvirt release in force, learnt at run time (never read from or
+    /// written to the file).
+    #[serde(skip)]
+    pub libvirt: Option<crate::rules::LibvirtVersion>,
 }
 
 /// Input bounds.
@@ -266,6 +270,7 @@ impl Config {
             signals: self.detect.clone(),
             limits: self.limits(),
             guest_os: None,
+            libvirt: self.libvirt,
         }
     }
 

@@ -21,7 +21,7 @@
 
 use crate::config::{self, Action, Config, OnError};
 use crate::logging::{field, one_line};
-use crate::rules::NicSource;
+use crate::verdict::{self, nic_place, Kind};
 use crate::{Analysis, NicStatus};
 use std::io::Read;
 use std::path::Path;
@@ -186,12 +186,28 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         );
         return Ok(0);
     }
-    let policy = config.policy();
+    let mut policy = config.policy();
+    if policy.libvirt.is_none() {
+        // The daemon running this hook is our parent.
+        policy.libvirt = verdict::libvirt_version(None, || {
+            verdict::daemon_libvirt_version(std::os::unix::process::parent_id())
+        })
+        .unwrap_or_else(|e| {
+            log::warn!("{e}; the libvirt release is taken as unknown");
+            None
+        });
+    }
+    log::debug!(
+        "libvirt release: {}",
+        policy
+            .libvirt
+            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
+    );
     let text =
         crate::parse::decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
     let a = crate::analyze(text, &policy).map_err(|e| format!("domain XML: {e}"))?;
     let problems = if phase.0 == "prepare" {
-        admission(&a, config)
+        admission(&a, config, &policy)
     } else {
         abi(&a, config, phase.0)
     };
@@ -238,75 +254,26 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
     Ok(DENY)
 }
 
-fn nic_place(n: &crate::NicFinding) -> String {
-    match &n.source {
-        NicSource::Unix { path, .. } => format!("{} on socket {path}", n.label()),
-        other => format!("{} ({other})", n.label()),
-    }
-}
-
-/// `prepare begin`: checks (a) model, (b) shared memory, (c) client socket.
-fn admission(a: &Analysis, config: &Config) -> Vec<Problem> {
+/// `prepare begin`: the shared verdict (`crate::verdict`), each finding
+/// subject to its `[hook.checks]` key: (a) model, (b) shared memory, (c) client socket.
+fn admission(a: &Analysis, config: &Config, policy: &crate::Policy) -> Vec<Problem> {
     let checks = &config.hook.checks;
-    let mut out = Vec::new();
-    if checks.model != Action::Off {
-        for n in a.nics.iter().filter(|n| n.status == NicStatus::Fixed) {
-            out.push(Problem {
-                action: checks.model,
-                text: format!(
-                    "vhost-user {} has model {}, but vhost-user requires a virtio-net frontend; fix: set <model type='{}'/> in the definition (vhostfix filter does this)",
-                    nic_place(n),
-                    n.model_text(),
-                    n.new_model.as_deref().unwrap_or("virtio")
-                ),
-            });
-        }
-    }
-    if checks.shared_memory != Action::Off {
-        if let (Some(m), Some(n)) = (a.memory.as_ref().filter(|m| !m.shared), a.nics.first()) {
-            out.push(Problem {
-                action: checks.shared_memory,
-                text: format!(
-                    "vhost-user {} needs shared guest memory, but memory is not shared ({}), so the backend cannot map it and the NIC would stay dead; fix: add <memoryBacking><access mode='shared'/></memoryBacking> (or <source type='memfd'/>) to the domain",
-                    nic_place(n),
-                    m.reason
-                ),
-            });
-        }
-    }
-    if checks.client_socket != Action::Off {
-        for n in &a.nics {
-            let NicSource::Unix {
-                path,
-                mode,
-                reconnect,
-            } = &n.source
-            else {
-                continue;
+    verdict::findings(a, policy, &verdict::probe_socket)
+        .into_iter()
+        .filter_map(|f| {
+            let action = match f.kind {
+                Kind::Model => checks.model,
+                Kind::SharedMemory => checks.shared_memory,
+                Kind::ClientSocket => checks.client_socket,
+                // libvirt itself refuses these, or they work today.
+                Kind::ModelOutOfScope | Kind::MemfdDefault => return None,
             };
-            if mode.as_deref() != Some("client") || *reconnect {
-                continue;
-            }
-            let what = match std::fs::metadata(path) {
-                Err(_) => "does not exist",
-                Ok(m) if !is_socket(&m) => "is not a UNIX socket",
-                Ok(_) => continue,
-            };
-            out.push(Problem {
-                action: checks.client_socket,
-                text: format!(
-                    "vhost-user {} is in client mode but the socket {path} {what}, so QEMU would fail to connect; fix: start the backend (e.g. create the OVS dpdkvhostuser port) first, or add <reconnect enabled='yes' timeout='10'/> to the <source>",
-                    n.label()
-                ),
-            });
-        }
-    }
-    out
-}
-
-fn is_socket(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    m.file_type().is_socket()
+            (action != Action::Off).then_some(Problem {
+                action,
+                text: f.message,
+            })
+        })
+        .collect()
 }
 
 /// `migrate begin` / `restore begin`: the model cannot change here.

@@ -4,6 +4,7 @@
 //! analysis and edits out, no I/O. The front ends (`cli`, `hook`, `proxy`) move bytes in
 //! and out and decide exit codes.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod detect;
@@ -14,12 +15,14 @@ pub mod parse;
 pub mod proxy;
 pub mod report;
 pub mod rewrite;
+pub mod rpc;
 pub mod rules;
+pub mod verdict;
 
 use detect::{Detection, Signals, Verdict};
 use parse::{DocKind, InputError, Limits, Pos};
 use rewrite::Edit;
-use rules::{Guests, MemorySharing, NicSource, TargetModel};
+use rules::{Guests, LibvirtVersion, MemorySharing, NicSource, TargetModel};
 use serde::Serialize;
 
 /// Everything the core needs to decide.
@@ -31,6 +34,9 @@ pub struct Policy {
     pub limits: Limits,
     /// A verdict known from elsewhere (device XML has no OS information of its own).
     pub guest_os: Option<Detection>,
+    /// The libvirt release the result is for; `None` when unknown (advice then
+    /// holds on every release).
+    pub libvirt: Option<LibvirtVersion>,
 }
 
 /// What happens to one vhost-user NIC.
@@ -142,7 +148,7 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     let mut edits = Vec::new();
     let mut warnings = Vec::new();
     for nic in rules::vhostuser_nics(root) {
-        let status = if !nic.violates() {
+        let status = if !nic.violates(policy.libvirt) {
             NicStatus::Compliant
         } else if in_scope {
             edits.push(rewrite::model_edit(text, &nic, target));
@@ -181,8 +187,8 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     if !edits.is_empty() && detection.verdict == Verdict::Windows {
         warnings.push(NETKVM_WARNING.to_string());
     }
-    let memory =
-        (parsed.kind == DocKind::Domain && !nics.is_empty()).then(|| rules::memory_sharing(root));
+    let memory = (parsed.kind == DocKind::Domain && !nics.is_empty())
+        .then(|| rules::memory_sharing(root, policy.libvirt));
     if let Some(m) = memory.as_ref().filter(|m| !m.shared) {
         warnings.push(format!(
             "guest memory is not shared ({}): vhost-user NICs will not work; add <memoryBacking><access mode='shared'/></memoryBacking>",

@@ -23,6 +23,7 @@ pub struct Page {
 const EXIT_COMMON: &str = "0: success, nothing to change. 1: something would change or is not compliant (diff, check). 2: bad input, bad configuration, or an I/O failure; a message on stderr says which.";
 const EXIT_SIMPLE: &str = "0: success. 2: an error, described on stderr.";
 const EXIT_HOOK: &str = "0: allow the operation. 1: refuse it; the reason is on stderr, which libvirt shows to the user. An internal error (unreadable domain XML or configuration, wrong arguments) exits 0 and is logged when hook.on_error is \"allow\" (the default), and exits 1 when it is \"deny\".";
+const EXIT_AUDIT: &str = "0: every domain is compliant. 1: at least one domain has a NIC to fix or something libvirt or the hook will refuse. 2: libvirt could not be reached or answered with an error; with --prometheus the file still records the failure (vhostfix_audit_success 0).";
 const EXIT_PROXY: &str = "0: stopped by SIGTERM or SIGINT after draining calls in flight, or --stats printed. 2: the proxy could not start (configuration, sockets) or --stats could not reach it.";
 
 /// Every subcommand with a page, in the order vhostfix(1) lists them. A new
@@ -42,6 +43,11 @@ pub const PAGES: &[Page] = &[
         name: "check",
         exit: EXIT_COMMON,
         examples: CHECK,
+    },
+    Page {
+        name: "audit",
+        exit: EXIT_AUDIT,
+        examples: AUDIT,
     },
     Page {
         name: "config",
@@ -87,6 +93,20 @@ const CHECK: &[(&str, &str)] = &[
     (
         "vhostfix check --json dom.xml",
         "The same as one JSON object per file, for automation.",
+    ),
+];
+const AUDIT: &[(&str, &str)] = &[
+    (
+        "vhostfix audit",
+        "List every domain of the local libvirt (live and inactive XML) with its verdict.",
+    ),
+    (
+        "vhostfix audit --json --connect /run/libvirt/virtqemud-sock",
+        "The same through another socket, as one JSON document.",
+    ),
+    (
+        "vhostfix audit --prometheus /var/lib/prometheus/node-exporter/vhostfix.prom",
+        "Also write the counts for node_exporter's textfile collector (e.g. from a timer).",
     ),
 ];
 const CONFIG: &[(&str, &str)] = &[

@@ -3,6 +3,7 @@
 //! The text forms are for people (stderr summaries, `check`); the JSON form is
 //! one object per file for automation and is a stable interface.
 
+use crate::verdict::{self, Finding, Kind, Severity};
 use crate::{Analysis, NicStatus};
 use serde_json::json;
 use std::fmt::Write;
@@ -28,8 +29,9 @@ pub fn change_lines(a: &Analysis) -> Vec<String> {
         .collect()
 }
 
-/// The readable report `check` prints.
-pub fn text(name: &str, a: &Analysis) -> String {
+/// The readable report `check` prints; `findings` is the shared verdict
+/// ([`crate::verdict::findings`]).
+pub fn text(name: &str, a: &Analysis, findings: &[Finding]) -> String {
     let mut s = String::new();
     let fixed = a
         .nics
@@ -40,6 +42,8 @@ pub fn text(name: &str, a: &Analysis) -> String {
         format!("would change {fixed} of {} vhost-user NIC(s)", a.nics.len())
     } else if a.violations_left() {
         "not compliant, left alone by policy".to_string()
+    } else if verdict::worst(findings) == Some(Severity::Refused) {
+        "not compliant: libvirt or the vhostfix hook will refuse it".to_string()
     } else if a.nics.is_empty() {
         "compliant (no vhost-user NIC)".to_string()
     } else {
@@ -77,11 +81,23 @@ pub fn text(name: &str, a: &Analysis) -> String {
     for w in &a.warnings {
         let _ = writeln!(s, "  warning: {w}");
     }
+    // The analysis' warnings already say what models and memory lack.
+    for f in findings {
+        match f.kind {
+            Kind::ClientSocket => {
+                let _ = writeln!(s, "  refused: {}", f.message);
+            }
+            Kind::MemfdDefault => {
+                let _ = writeln!(s, "  warning: {}", f.message);
+            }
+            Kind::Model | Kind::ModelOutOfScope | Kind::SharedMemory => {}
+        }
+    }
     s
 }
 
 /// The JSON object `check --json` prints for one file.
-pub fn json(name: &str, a: &Analysis) -> serde_json::Value {
+pub fn json(name: &str, a: &Analysis, findings: &[Finding]) -> serde_json::Value {
     json!({
         "file": name,
         "kind": a.kind,
@@ -92,7 +108,9 @@ pub fn json(name: &str, a: &Analysis) -> serde_json::Value {
         "nics": a.nics,
         "memory": a.memory,
         "changed": a.changes(),
-        "compliant": !a.changes() && !a.violations_left(),
+        "compliant": !verdict::not_compliant(findings),
+        "worst": verdict::worst(findings),
+        "findings": findings,
         "warnings": a.warnings,
     })
 }

@@ -8,6 +8,10 @@
 //! * A NIC in `mode='client'` needs the backend's socket to exist at start, unless
 //!   `<reconnect enabled='yes'/>` lets QEMU wait for it.
 //!
+//! Where libvirt releases differ (see [`LibvirtVersion`]), the rules follow the
+//! release vhostfix runs against; an unknown release gets advice that holds on
+//! every release.
+//!
 //! This module only reads the tree; it neither decides policy nor touches files.
 
 use crate::parse::Pos;
@@ -20,6 +24,101 @@ pub const VIRTIO_MODELS: [&str; 3] = ["virtio", "virtio-transitional", "virtio-n
 /// True for a model libvirt accepts on a vhost-user interface.
 pub fn is_virtio_model(model: &str) -> bool {
     VIRTIO_MODELS.iter().any(|m| m.eq_ignore_ascii_case(model))
+}
+
+/// A libvirt release, `MAJOR.MINOR.MICRO`.
+///
+/// Behaviour that changed between releases, and where each threshold comes from:
+///
+/// | threshold | what | source |
+/// |---|---|---|
+/// | [`LibvirtVersion::MODEL_DEFAULTS_TO_VIRTIO`] 11.1.0 | a vhost-user NIC without `<model>` is accepted and gets `virtio`; a wrong model is refused with `invalid model for interface of type 'vhostuser'` | measured: refused on 7.0 and 9.0, accepted on 11.3; release from libvirt's formatdomain docs and the vhostuser/passt series ("Since 11.1.0") |
+/// | [`LibvirtVersion::SHARED_MEMORY_ENFORCED`] 11.2.0 | a domain with a vhost-user NIC and memory that is not shared, memfd without `<access mode='shared'/>` included, is refused at define/create (`'interface' requires shared memory`) | measured: accepted on 7.0 and 9.0, refused on 11.3; release from libvirt's NEWS for 11.2.0 ("vhost-user shmem check") |
+///
+/// Measured means run here against that release's own libvirtd (Debian 11, 12 and
+/// 13: libvirt 7.0.0, 9.0.0, 11.3.0); the exact first release is NEWS' word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LibvirtVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub micro: u32,
+}
+
+impl LibvirtVersion {
+    pub const MODEL_DEFAULTS_TO_VIRTIO: LibvirtVersion = LibvirtVersion::new(11, 1, 0);
+    pub const SHARED_MEMORY_ENFORCED: LibvirtVersion = LibvirtVersion::new(11, 2, 0);
+
+    pub const fn new(major: u32, minor: u32, micro: u32) -> Self {
+        LibvirtVersion {
+            major,
+            minor,
+            micro,
+        }
+    }
+
+    /// From libvirt's numeric form `major * 1_000_000 + minor * 1000 + micro`
+    /// (virConnectGetLibVersion).
+    pub fn from_number(n: u64) -> Option<Self> {
+        let major = u32::try_from(n / 1_000_000).ok()?;
+        Some(LibvirtVersion::new(
+            major,
+            ((n / 1000) % 1000) as u32,
+            (n % 1000) as u32,
+        ))
+    }
+
+    /// From a shared object's name: `libvirt.so.0.9000.0` is 9.0.0,
+    /// `libvirt.so.0.11003.0` is 11.3.0 (libvirt's soname scheme).
+    pub fn from_soname(name: &str) -> Option<Self> {
+        let i = name.find("libvirt.so.0.")?;
+        let rest = &name[i + "libvirt.so.0.".len()..];
+        let mut parts = rest.split('.');
+        let mm: u32 = parts.next()?.parse().ok()?;
+        let micro: u32 = parts
+            .next()?
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .ok()?;
+        Some(LibvirtVersion::new(mm / 1000, mm % 1000, micro))
+    }
+
+    /// True when libvirt fills in `virtio` for a vhost-user NIC without a model.
+    pub fn defaults_vhostuser_model(self) -> bool {
+        self >= Self::MODEL_DEFAULTS_TO_VIRTIO
+    }
+
+    /// True when libvirt refuses vhost-user without shared memory at define time.
+    pub fn enforces_shared_memory(self) -> bool {
+        self >= Self::SHARED_MEMORY_ENFORCED
+    }
+}
+
+impl std::str::FromStr for LibvirtVersion {
+    type Err = String;
+
+    /// Parses `9.0.0`, `11.3` or `libvirtd (libvirt) 9.0.0`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let word = s
+            .split_whitespace()
+            .last()
+            .ok_or_else(|| "empty libvirt version".to_string())?;
+        let nums: Vec<&str> = word.split('.').collect();
+        let bad =
+            || format!("'{s}' is not a libvirt version (expected MAJOR.MINOR.MICRO, e.g. 9.0.0)");
+        if nums.len() < 2 || nums.len() > 3 {
+            return Err(bad());
+        }
+        let n = |i: usize| -> Result<u32, String> {
+            nums.get(i).map_or(Ok(0), |t| t.parse().map_err(|_| bad()))
+        };
+        Ok(LibvirtVersion::new(n(0)?, n(1)?, n(2)?))
+    }
+}
+
+impl std::fmt::Display for LibvirtVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)
+    }
 }
 
 /// The model vhostfix writes into a violating NIC.
@@ -114,9 +213,14 @@ impl VhostUserNic<'_, '_> {
         }
     }
 
-    /// True when libvirt would refuse this NIC's model.
-    pub fn violates(&self) -> bool {
-        !self.model().is_some_and(is_virtio_model)
+    /// True when libvirt would refuse this NIC's model. A missing model is
+    /// fine on releases that fill in virtio; on an unknown release it counts as
+    /// a violation (adding virtio is right on every release).
+    pub fn violates(&self, libvirt: Option<LibvirtVersion>) -> bool {
+        match (self.slot, libvirt) {
+            (ModelSlot::Missing, Some(v)) if v.defaults_vhostuser_model() => false,
+            _ => !self.model().is_some_and(is_virtio_model),
+        }
     }
 
     /// A short name for messages: the MAC if known, else the index.
@@ -203,6 +307,11 @@ pub fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
 pub struct MemorySharing {
     pub shared: bool,
     pub reason: String,
+    /// Shared only by QEMU's memfd default, which libvirt releases from
+    /// [`LibvirtVersion::SHARED_MEMORY_ENFORCED`] on do not accept; `shared`
+    /// already says what the release in force decided.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub memfd_default: bool,
 }
 
 /// Decides whether the guest's memory is shared the way libvirt and QEMU would set it up.
@@ -212,7 +321,12 @@ pub struct MemorySharing {
 /// given, it passes nothing and QEMU's default applies: shared for
 /// `memory-backend-memfd` (`<source type='memfd'/>`), private for anonymous and
 /// file (hugepages) backends. Memory is shared only if every cell is.
-pub fn memory_sharing(domain: Node) -> MemorySharing {
+///
+/// libvirt from 11.2 no longer counts memfd's default: it wants
+/// `<access mode='shared'/>` (measured on 11.3). On an unknown release memfd
+/// without it counts as shared, with `memfd_default` set so callers can warn.
+pub fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
+    let strict = libvirt.is_some_and(LibvirtVersion::enforces_shared_memory);
     let backing = child(domain, "memoryBacking");
     let access = backing
         .and_then(|b| child(b, "access"))
@@ -224,11 +338,16 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
     let default_shared = match access {
         Some("shared") => true,
         Some(_) => false,
-        None => memfd,
+        None => memfd && !strict,
     };
+    let memfd_default = access.is_none() && memfd;
     let default_reason = match (access, memfd) {
         (Some("shared"), _) => "<memoryBacking><access mode='shared'/>".to_string(),
         (Some(m), _) => format!("<memoryBacking><access mode='{m}'/>"),
+        (None, true) if strict => format!(
+            "<memoryBacking><source type='memfd'/> without <access mode='shared'/>, which libvirt {} requires",
+            libvirt.map(|v| v.to_string()).unwrap_or_default()
+        ),
         (None, true) => "<memoryBacking><source type='memfd'/> (shared by default)".to_string(),
         (None, false) => match source {
             Some(s) => {
@@ -248,6 +367,7 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
         return MemorySharing {
             shared: default_shared,
             reason: default_reason,
+            memfd_default,
         };
     }
     let private: Vec<String> = cells
@@ -271,9 +391,14 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
         } else {
             default_reason
         };
+        let memfd_default = memfd_default
+            && cells
+                .iter()
+                .any(|c| c.attribute("memAccess") != Some("shared"));
         MemorySharing {
             shared: true,
             reason: why,
+            memfd_default,
         }
     } else {
         MemorySharing {
@@ -283,6 +408,7 @@ pub fn memory_sharing(domain: Node) -> MemorySharing {
                 private.join(", "),
                 default_reason
             ),
+            memfd_default: false,
         }
     }
 }
@@ -293,7 +419,74 @@ mod tests {
 
     fn sharing(xml: &str) -> bool {
         let doc = roxmltree::Document::parse(xml).unwrap();
-        memory_sharing(doc.root_element()).shared
+        memory_sharing(doc.root_element(), None).shared
+    }
+
+    #[test]
+    fn libvirt_versions_parse_and_compare() {
+        let v: LibvirtVersion = "9.0.0".parse().unwrap();
+        assert_eq!(v, LibvirtVersion::new(9, 0, 0));
+        assert_eq!(
+            "libvirtd (libvirt) 11.3.0"
+                .parse::<LibvirtVersion>()
+                .unwrap()
+                .to_string(),
+            "11.3.0"
+        );
+        assert_eq!(
+            "7.0".parse::<LibvirtVersion>().unwrap(),
+            LibvirtVersion::new(7, 0, 0)
+        );
+        assert!("9.x.0".parse::<LibvirtVersion>().is_err());
+        assert!("9".parse::<LibvirtVersion>().is_err());
+        assert!("".parse::<LibvirtVersion>().is_err());
+        assert_eq!(
+            LibvirtVersion::from_number(9_000_000),
+            Some(LibvirtVersion::new(9, 0, 0))
+        );
+        assert_eq!(
+            LibvirtVersion::from_number(11_003_000),
+            Some(LibvirtVersion::new(11, 3, 0))
+        );
+        assert_eq!(
+            LibvirtVersion::from_soname(
+                "7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libvirt.so.0.9000.0"
+            ),
+            Some(LibvirtVersion::new(9, 0, 0))
+        );
+        assert_eq!(
+            LibvirtVersion::from_soname("libvirt.so.0.11003.0"),
+            Some(LibvirtVersion::new(11, 3, 0))
+        );
+        assert_eq!(LibvirtVersion::from_soname("libvirt-qemu.so.0"), None);
+        let v7 = LibvirtVersion::new(7, 0, 0);
+        let v9 = LibvirtVersion::new(9, 0, 0);
+        let v11 = LibvirtVersion::new(11, 3, 0);
+        assert!(v7 < v9 && v9 < v11);
+        assert!(!v9.enforces_shared_memory() && v11.enforces_shared_memory());
+        assert!(!v9.defaults_vhostuser_model() && v11.defaults_vhostuser_model());
+    }
+
+    #[test]
+    fn memfd_without_shared_access_is_private_on_releases_that_enforce_it() {
+        let xml = "<domain><memoryBacking><source type='memfd'/></memoryBacking></domain>";
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let on = |v: &str| memory_sharing(doc.root_element(), Some(v.parse().unwrap()));
+        assert!(on("9.0.0").shared && on("9.0.0").memfd_default);
+        assert!(on("11.1.0").shared);
+        let m = on("11.3.0");
+        assert!(!m.shared, "{m:?}");
+        assert!(
+            m.reason.contains("which libvirt 11.3.0 requires"),
+            "{}",
+            m.reason
+        );
+        let doc = roxmltree::Document::parse(
+            "<domain><memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking></domain>",
+        )
+        .unwrap();
+        let m = memory_sharing(doc.root_element(), Some(LibvirtVersion::new(11, 3, 0)));
+        assert!(m.shared && !m.memfd_default);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn run_with(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -
     cmd.args(args)
         .env_remove("VHOSTFIX_CONFIG")
         .env_remove("NO_COLOR")
+        .env_remove("VHOSTFIX_LIBVIRT_VERSION")
         .env("VHOSTFIX_LOG", "stderr")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -65,6 +66,10 @@ fn run(args: &[&str]) -> Out {
 
 fn run_stdin(args: &[&str], stdin: &[u8]) -> Out {
     run_with(Path::new(BIN), args, stdin, &[])
+}
+
+fn run_env_stdin(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Out {
+    run_with(Path::new(BIN), args, stdin, env)
 }
 
 fn read(path: &str) -> String {
@@ -313,8 +318,154 @@ fn diff_shows_one_changed_line_and_exits_1() {
 fn diff_exits_0_with_no_output_when_nothing_changes() {
     let o = run(&["diff", &files("already_virtio.xml")]);
     assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+}
+
+/// Issue 10: a Linux/unknown guest with an e1000 vhost-user NIC is left alone
+/// by policy, but libvirt refuses it: `diff` shows no change, exits 1 and says
+/// how to bring the guest into scope.
+#[test]
+fn diff_warns_and_exits_1_for_a_violation_left_alone() {
     let o = run(&["diff", &files("linux_no_evidence.xml")]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("vhostfix: warning: domain 'debian-12': vhost-user nic 0"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("has model e1000, which libvirt refuses"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("<vhostfix:guest xmlns:vhostfix=\"urn:vhostfix:guest:1\" os=\"windows\"/>"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("--guests any"), "{}", o.stderr);
+    // With --guests any it becomes a change like any other.
+    let o = run(&["diff", "--guests", "any", &files("linux_no_evidence.xml")]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.contains("+      <model type='virtio'/>"),
+        "{}",
+        o.stdout
+    );
+}
+
+/// Issue 10: `check` exits 1 for what the hook refuses (unshared memory, a
+/// missing client socket), and `--json` carries the findings.
+#[test]
+fn check_exits_1_for_what_the_hook_refuses() {
+    let dom = |mem: &str, mode: &str| {
+        format!(
+        "<domain><name>h1</name>{mem}<devices><interface type='vhostuser'><source type='unix' path='/nonexistent/vhu1.sock' mode='{mode}'/><model type='virtio'/></interface></devices></domain>"
+    )
+    };
+    let shared = "<memoryBacking><access mode='shared'/></memoryBacking>";
+    let o = run_stdin(&["check"], dom(shared, "server").as_bytes());
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.stdout.contains("domain 'h1': compliant"), "{}", o.stdout);
+    let o = run_stdin(&["check"], dom("", "server").as_bytes());
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("domain 'h1': not compliant: libvirt or the vhostfix hook will refuse it"),
+        "{}",
+        o.stdout
+    );
+    let o = run_stdin(&["check"], dom(shared, "client").as_bytes());
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stdout.contains("  refused: vhost-user nic 0 is in client mode but the socket /nonexistent/vhu1.sock does not exist"), "{}", o.stdout);
+    let o = run_stdin(&["check", "--json"], dom("", "client").as_bytes());
+    assert_eq!(o.code, 1);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(v["compliant"], false);
+    assert_eq!(v["worst"], "refused");
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["shared-memory", "client-socket"]);
+}
+
+/// Issue 8: advice follows the libvirt release (`--libvirt-version`,
+/// `$VHOSTFIX_LIBVIRT_VERSION`): no memfd advice where libvirt refuses memfd
+/// without shared access, and no missing-model change where libvirt fills in virtio.
+#[test]
+fn check_follows_the_libvirt_release() {
+    let dom = "<domain><name>r1</name><devices><interface type='vhostuser'><source type='unix' path='/x.sock' mode='server'/><model type='virtio'/></interface></devices></domain>";
+    let o = run_stdin(
+        &["check", "--json", "--libvirt-version", "9.0.0"],
+        dom.as_bytes(),
+    );
+    assert!(
+        o.stdout.contains("(or <source type='memfd'/>)"),
+        "{}",
+        o.stdout
+    );
+    let o = run_stdin(
+        &["check", "--json", "--libvirt-version", "11.3.0"],
+        dom.as_bytes(),
+    );
+    assert!(
+        !o.stdout.contains("(or <source type='memfd'/>)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("libvirt 11.3.0 refuses to define or start it"),
+        "{}",
+        o.stdout
+    );
+    let memfd = dom.replace(
+        "<devices>",
+        "<memoryBacking><source type='memfd'/></memoryBacking><devices>",
+    );
+    let o = run_env_stdin(
+        &["check"],
+        &[("VHOSTFIX_LIBVIRT_VERSION", "11.3.0")],
+        memfd.as_bytes(),
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let o = run_env_stdin(
+        &["check"],
+        &[("VHOSTFIX_LIBVIRT_VERSION", "9.0.0")],
+        memfd.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("which libvirt 11.2 and later refuse"),
+        "{}",
+        o.stdout
+    );
+    let no_model = dom
+        .replace("<model type='virtio'/>", "")
+        .replace(
+            "<devices>",
+            "<memoryBacking><access mode='shared'/></memoryBacking><devices>",
+        )
+        .replace(
+            "<name>r1</name>",
+            "<name>r1</name><features><hyperv><relaxed state='on'/></hyperv></features>",
+        );
+    let o = run_stdin(
+        &["check", "--libvirt-version", "9.0.0"],
+        no_model.as_bytes(),
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let o = run_stdin(
+        &["check", "--libvirt-version", "11.3.0"],
+        no_model.as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let o = run_stdin(&["check", "--libvirt-version", "nine"], dom.as_bytes());
+    assert_eq!(o.code, 2);
 }
 
 #[test]
@@ -1147,4 +1298,79 @@ fn hook_ignores_other_objects() {
         b"<network/>",
     );
     assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+}
+
+/// `audit` without a reachable libvirt: exit 2, nothing on stdout, and the
+/// Prometheus textfile says the audit failed (written atomically).
+#[test]
+fn audit_without_libvirt_exits_2_and_records_the_failure() {
+    let dir = scratch("audit-prom");
+    let prom = dir.join("vhostfix.prom");
+    let sock = dir.join("no-such-sock");
+    let o = run(&[
+        "audit",
+        "--connect",
+        sock.to_str().unwrap(),
+        "--prometheus",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, ""), "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with(&format!(
+            "vhostfix: error: audit: {}: cannot connect",
+            sock.display()
+        )),
+        "{}",
+        o.stderr
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("\nvhostfix_audit_success 0\n"), "{text}");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["vhostfix.prom".to_string()]);
+    let o = run(&["audit", "--connect", "qemu+ssh://h/system"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("only qemu:///system"), "{}", o.stderr);
+    let o = run(&["audit", "--help"]);
+    assert!(o.stdout.contains("--prometheus <FILE>"), "{}", o.stdout);
+}
+
+/// Issue 8: the hook's advice follows the libvirt that runs it (here given by
+/// $VHOSTFIX_LIBVIRT_VERSION; under libvirtd, read from the daemon's libvirt.so).
+#[test]
+fn hook_advice_follows_the_libvirt_release() {
+    let args = ["hook", "qemu", "vm1", "prepare", "begin", "-"];
+    let run_v = |v: &str| {
+        run_env_stdin(
+            &args,
+            &[("VHOSTFIX_LIBVIRT_VERSION", v)],
+            NO_SHARED_MEMORY.as_bytes(),
+        )
+    };
+    let o = run_v("9.0.0");
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("(or <source type='memfd'/>) to the domain"),
+        "{}",
+        o.stderr
+    );
+    let o = run_v("11.3.0");
+    assert_eq!(o.code, 1);
+    assert!(!o.stderr.contains("<source type='memfd'/>"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("libvirt 11.3.0 refuses to define or start it"),
+        "{}",
+        o.stderr
+    );
+    // Unknown release: only advice that holds on every release.
+    let o = hook(&["vm1", "prepare", "begin", "-"], NO_SHARED_MEMORY);
+    assert!(
+        !o.stderr.contains("<source type='memfd'/>) to the domain"),
+        "{}",
+        o.stderr
+    );
 }

@@ -61,7 +61,11 @@ fn run_case(name: &str, policy: Policy) {
     }
     expect_file(
         &format!("{name}.report"),
-        &report::text(&format!("{name}.xml"), &a),
+        &report::text(
+            &format!("{name}.xml"),
+            &a,
+            &vhostfix::verdict::findings(&a, &policy, &vhostfix::verdict::unchecked),
+        ),
     );
     // A second pass changes nothing.
     let again = analyze(&out, &policy).unwrap();

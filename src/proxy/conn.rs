@@ -247,9 +247,18 @@ impl Up {
                         lookup.set_uri(uri.map(<[u8]>::to_vec));
                     }
                 }
+                let lookup = &mut lookup;
                 let settings = self.shared.current();
-                let mut find = |d: &wire::DomainRef<'_>| lookup.domain_xml(d);
-                let d = decide::decide(&bytes, &settings.config, &self.who, &mut find);
+                let cell = std::cell::RefCell::new(lookup);
+                let mut find = |d: &wire::DomainRef<'_>| cell.borrow_mut().domain_xml(d);
+                let mut version = || cell.borrow_mut().lib_version();
+                let d = decide::decide_with(
+                    &bytes,
+                    &settings.config,
+                    &self.who,
+                    &mut find,
+                    &mut version,
+                );
                 if let Some((level, line)) = d.log {
                     log::log!(level, "{line}");
                 }

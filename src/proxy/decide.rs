@@ -5,6 +5,8 @@
 use super::wire::{self, err, Header, XmlCall, XmlRole};
 use crate::config::{Config, FixedAbiAction, OnError, ProxyAction};
 use crate::logging::field;
+use crate::rules::LibvirtVersion;
+use crate::verdict::{self, Severity};
 use crate::{Analysis, NicStatus};
 
 /// The action for one frame.
@@ -55,7 +57,20 @@ impl Decision {
 pub type Lookup<'a> = dyn FnMut(&wire::DomainRef<'_>) -> Result<String, String> + 'a;
 
 /// Decides about one frame from a client. `who` describes the client for logs.
+/// The libvirt release is the configuration's (`None`: unknown).
 pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>) -> Decision {
+    decide_with(frame, config, who, lookup, &mut || None)
+}
+
+/// [`decide`], with `version` asked for the upstream libvirt's release when a
+/// call needs a decision and the configuration does not name one.
+pub fn decide_with(
+    frame: &[u8],
+    config: &Config,
+    who: &str,
+    lookup: &mut Lookup<'_>,
+    version: &mut dyn FnMut() -> Option<LibvirtVersion>,
+) -> Decision {
     let Some(header) = Header::of_frame(frame) else {
         return Decision::forward();
     };
@@ -77,7 +92,7 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
             };
         }
     };
-    if config.proxy.action == ProxyAction::Off || !contains(call.xml, b"vhostuser") {
+    if config.proxy.action == ProxyAction::Off || !may_contain_vhostuser(call.xml) {
         return Decision::forward();
     }
     let subject = |a: Option<&Analysis>| -> String {
@@ -114,6 +129,9 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         }
     };
     let mut policy = config.policy();
+    if policy.libvirt.is_none() {
+        policy.libvirt = version();
+    }
     let Ok(text) = std::str::from_utf8(call.xml) else {
         return fail("the XML is not valid UTF-8".into());
     };
@@ -153,13 +171,24 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         }
         Err(e) => return fail(format!("XML: {e}")),
     };
+    // The shared verdict; sockets are not probed at define time (the backend
+    // need not run yet; the hook checks them at start).
+    let findings = verdict::findings(&a, &policy, &verdict::unchecked);
+    let refused: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Refused)
+        .map(|f| f.message.as_str())
+        .collect();
     let what = format!(
-        "{who} proc={} domain={} verdict={} evidence={} vhostuser_nics={}",
+        "{who} proc={} domain={} verdict={} evidence={} vhostuser_nics={} libvirt={}",
         call.name,
         field(&subject(Some(&a))),
         a.detection.verdict,
         field(&a.detection.reason()),
-        a.nics.len()
+        a.nics.len(),
+        policy
+            .libvirt
+            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
     );
     if !a.changes() {
         let left = if a.violations_left() {
@@ -167,10 +196,18 @@ pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>)
         } else {
             ""
         };
+        let (level, also) = if refused.is_empty() {
+            (log::Level::Info, String::new())
+        } else {
+            (
+                log::Level::Warn,
+                format!("; not fixable here: {}", refused.join("; ")),
+            )
+        };
         return Decision {
             action: Action::Forward,
             outcome: Outcome::Forwarded,
-            log: Some((log::Level::Info, format!("{what} action=forward{left}"))),
+            log: Some((level, format!("{what} action=forward{left}{also}"))),
         };
     }
     let fixes: Vec<String> = a
@@ -310,6 +347,23 @@ fn deny_message(call: &XmlCall<'_>, a: &Analysis, name: &str, fix: &str) -> Stri
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The quick check before parsing: false only when the XML certainly holds no
+/// vhost-user interface as libvirt will read it. The literal word is not enough:
+/// a character reference (`type='vhost&#117;ser'`) spells it without the bytes,
+/// a DOCTYPE can declare entities that do (the parser refuses DTDs, and so must
+/// be asked), and a document that is not UTF-8 (a UTF-16 byte-order mark, NUL
+/// bytes) hides it from a byte search. Any of these means: parse it.
+pub fn may_contain_vhostuser(xml: &[u8]) -> bool {
+    contains(xml, b"vhostuser")
+        || contains(xml, b"&#")
+        || xml
+            .windows(b"<!doctype".len())
+            .any(|w| w.eq_ignore_ascii_case(b"<!doctype"))
+        || xml.contains(&0)
+        || xml.starts_with(&[0xfe, 0xff])
+        || xml.starts_with(&[0xff, 0xfe])
 }
 
 #[cfg(test)]
@@ -631,6 +685,88 @@ mod tests {
             &mut no_lookup(),
         );
         assert_eq!(d.action, Action::Forward);
+    }
+
+    #[test]
+    fn the_upstream_release_decides_what_is_a_violation() {
+        // No <model>: libvirt 11.3 fills in virtio itself, 9.0 refuses it.
+        let xml = WIN.replace("<model type='e1000'/>", "");
+        assert_ne!(xml, WIN);
+        let mut asked = 0;
+        let mut v11 = || {
+            asked += 1;
+            "11.3.0".parse().ok()
+        };
+        let d = decide_with(
+            &define(&xml),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut v11,
+        );
+        assert_eq!(d.action, Action::Forward);
+        assert!(d.log.unwrap().1.contains("libvirt=11.3.0 action=forward"));
+        assert_eq!(asked, 1);
+        let mut v9 = || "9.0.0".parse().ok();
+        let d = decide_with(
+            &define(&xml),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut v9,
+        );
+        assert!(matches!(d.action, Action::Replace(_)), "{:?}", d.action);
+        // Calls without vhost-user XML never ask.
+        let mut never = || -> Option<LibvirtVersion> { panic!("asked") };
+        let plain = WIN.replace("vhostuser", "network");
+        let d = decide_with(
+            &define(&plain),
+            &Config::default(),
+            "uid=0",
+            &mut no_lookup(),
+            &mut never,
+        );
+        assert_eq!(d.action, Action::Forward);
+    }
+
+    #[test]
+    fn quick_check_cannot_be_bypassed_by_references() {
+        for (xml, may) in [
+            ("<interface type='vhostuser'/>", true),
+            ("<interface type='vhost&#117;ser'/>", true),
+            ("<interface type='&#x76;hostuser'/>", true),
+            (
+                "<!DOCTYPE d [<!ENTITY v 'vhostuser'>]><interface type='&v;'/>",
+                true,
+            ),
+            ("<!doctype d><interface/>", true),
+            ("<interface type='network'/>", false),
+            ("<interface type='bridge'>&amp;&lt;</interface>", false),
+            ("", false),
+        ] {
+            assert_eq!(may_contain_vhostuser(xml.as_bytes()), may, "{xml}");
+        }
+        let utf16: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain("<domain/>".bytes().flat_map(|b| [b, 0]))
+            .collect();
+        assert!(may_contain_vhostuser(&utf16));
+    }
+
+    #[test]
+    fn character_reference_in_the_type_is_rewritten_like_filter_does() {
+        let xml = WIN.replace("type='vhostuser'", "type='vhost&#117;ser'");
+        assert_ne!(xml, WIN);
+        let d = decide(&define(&xml), &Config::default(), "uid=0", &mut no_lookup());
+        let Action::Replace(f) = d.action else {
+            panic!("{:?}", d.action)
+        };
+        let out = xml_of(&f);
+        assert!(out.contains("<model type='virtio'/>"), "{out}");
+        assert!(
+            out.contains("vhost&#117;ser"),
+            "only the model changes: {out}"
+        );
     }
 
     proptest::proptest! {

@@ -60,7 +60,7 @@ manifest() {
     echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
   echo "-rwxr-xr-x /usr/lib/vhostfix/transparent-mode"
-  for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
+  for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-audit vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
   done
   echo "-rw-r--r-- /usr/share/man/man5/vhostfix.toml.5.gz"
