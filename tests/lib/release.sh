@@ -122,6 +122,3 @@ release_binary() {
   on_exit "rm -rf '$R/opt/vhostfix-test'"
 }
 
-# known_difference TEXT: a release difference that vhostfix does not handle yet
-# (logged, does not fail; each names what must change in src/).
-known_difference() { t_log "KNOWN DIFFERENCE ($VHOSTFIX_RELEASE): $*"; }
