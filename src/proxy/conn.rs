@@ -53,6 +53,22 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A connection with nothing forwarded yet; `opened` is shared with the
+    /// reader that sees libvirt's answer to CONNECT_OPEN.
+    fn new(client: UnixStream, opened: Arc<AtomicBool>) -> Handle {
+        Handle {
+            client,
+            upstream: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            streams: Mutex::new(HashSet::new()),
+            last: AtomicU64::new(0),
+            born: Instant::now(),
+            closed: AtomicBool::new(false),
+            opened,
+            slot: Mutex::new(None),
+        }
+    }
+
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let _ = self.client.shutdown(Shutdown::Both);
@@ -146,17 +162,7 @@ pub fn serve(
         return;
     };
     let opened = Arc::new(AtomicBool::new(false));
-    let handle = Arc::new(Handle {
-        client: handle_sock,
-        upstream: Mutex::new(None),
-        in_flight: AtomicUsize::new(0),
-        streams: Mutex::new(HashSet::new()),
-        last: AtomicU64::new(0),
-        born: Instant::now(),
-        closed: AtomicBool::new(false),
-        opened: opened.clone(),
-        slot: Mutex::new(None),
-    });
+    let handle = Arc::new(Handle::new(handle_sock, opened.clone()));
     let id = shared.register(handle.clone());
     let guard = Guard {
         frame_timeout: Duration::from_secs(pc.frame_timeout_seconds.into()),
@@ -540,17 +546,7 @@ mod tests {
 
     fn handle() -> Handle {
         let (a, _b) = UnixStream::pair().unwrap();
-        Handle {
-            client: a,
-            upstream: Mutex::new(None),
-            in_flight: AtomicUsize::new(0),
-            streams: Mutex::new(HashSet::new()),
-            last: AtomicU64::new(0),
-            born: Instant::now(),
-            closed: AtomicBool::new(false),
-            opened: Arc::new(AtomicBool::new(false)),
-            slot: Mutex::new(None),
-        }
+        Handle::new(a, Arc::new(AtomicBool::new(false)))
     }
 
     fn frame(procedure: i32, mtype: i32, serial: u32, status: i32) -> Header {
