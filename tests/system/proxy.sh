@@ -438,4 +438,18 @@ wait $TC
 t_contains "SIGTERM: the idle client sees the connection close" "$(cat "$D/term.out")" "after stop: closed"
 t_check "SIGTERM: the sockets are removed" test ! -e "$SOCK" -a ! -e "$ROSOCK"
 
+# --- a proxy whose libvirt is not there ---------------------------------------
+# It starts (it connects to libvirt per client, on the first call) and a
+# client gets libvirt's error with the reason, not a reset connection.
+VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config "$D/proxy.toml" proxy --listen "$D/nolv-sock" \
+  --upstream "$D/absent-sock" 2>>"$D/nolv.log" {T_LOCK_FD}>&- &
+NOLV_PID=$!
+on_exit "kill $NOLV_PID"
+if wait_for "[ -S '$D/nolv-sock' ]" 15; then t_ok "the proxy starts while its upstream is missing"; else t_fail "the proxy starts while its upstream is missing" "$(cat "$D/nolv.log")"; fi
+out=$(virsh -c "qemu:///system?socket=$D/nolv-sock" version 2>&1)
+t_contains "missing upstream: virsh shows why" "$out" "vhostfix proxy: cannot reach libvirt at $D/absent-sock: No such file or directory (os error 2) (is libvirtd or virtqemud running?)"
+t_not_contains "missing upstream: not a bare reset" "$out" "Connection reset by peer"
+t_contains "missing upstream: the proxy logs it" "$(cat "$D/nolv.log")" "cannot reach libvirt at $D/absent-sock"
+kill "$NOLV_PID"; wait "$NOLV_PID" 2>/dev/null
+
 t_done
