@@ -142,6 +142,25 @@ libvirt_up() {
   wait_for "${VIRSH[*]} version" 30 || { echo "$T_NAME: libvirtd did not come up" >&2; return 1; }
 }
 
+# libvirtd_start_again OLDPID [ARGS...]: stop libvirtd OLDPID (if it still
+# runs) and start a new one with ARGS. Where this suite was to stop OLDPID on
+# exit, it stops the new daemon instead, so a suite leaves running exactly the
+# daemons that ran before it. Waits for the pidfile, not for the sockets
+# (ARGS may move them).
+libvirtd_start_again() {
+  local old=$1 new i
+  shift
+  stop_pid "$old"
+  rm -f /run/libvirtd.pid
+  no_lock libvirtd -d "$@"
+  wait_for "[ -s /run/libvirtd.pid ]" 10
+  new=$(cat /run/libvirtd.pid 2>/dev/null)
+  for i in "${!T_CLEANUP[@]}"; do
+    [ "${T_CLEANUP[$i]}" = "stop_pid $old" ] && T_CLEANUP[$i]="stop_pid $new"
+  done
+  return 0
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {

@@ -54,15 +54,8 @@ host_libvirtd_aside() {
 # host_libvirtd_restart OLDPID: start the host's libvirtd again; where this
 # suite was to stop OLDPID on exit, it now stops the new daemon instead.
 host_libvirtd_restart() {
-  local old=$1 new i
-  rm -f /run/libvirtd.pid
-  no_lock libvirtd -d
-  wait_for "[ -s /run/libvirtd.pid ]" 10
-  new=$(cat /run/libvirtd.pid)
+  libvirtd_start_again "$1"
   wait_for "${VIRSH[*]} version" 30
-  for i in "${!T_CLEANUP[@]}"; do
-    [ "${T_CLEANUP[$i]}" = "stop_pid $old" ] && T_CLEANUP[$i]="stop_pid $new"
-  done
   return 0
 }
 

@@ -17,13 +17,7 @@ D=$T_TMP
 PROXY_PID=
 
 restart_libvirtd() { # [CONFIG]
-  local pid
-  pid=$(cat /run/libvirtd.pid 2>/dev/null)
-  if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
-    wait_for "! kill -0 $pid" 30
-  fi
-  # The daemon must not inherit the test lock's fd: it outlives the suite.
-  if [ $# -gt 0 ]; then libvirtd -d -f "$1" {T_LOCK_FD}>&-; else libvirtd -d {T_LOCK_FD}>&-; fi
+  libvirtd_start_again "$(cat /run/libvirtd.pid 2>/dev/null)" ${1:+-f "$1"}
 }
 stop_proxy() {
   [ -n "$PROXY_PID" ] || return 0

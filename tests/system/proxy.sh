@@ -380,10 +380,8 @@ PYEOF
 RC=$!
 sleep 1
 LVPID=$(cat /run/libvirtd.pid 2>/dev/null)
-if [ -n "$LVPID" ] && kill "$LVPID"; then
-  wait_for "! kill -0 $LVPID" 30
-  # Not holding the test lock's fd: this daemon outlives the suite.
-  libvirtd -d {T_LOCK_FD}>&-
+if [ -n "$LVPID" ] && kill -0 "$LVPID"; then
+  libvirtd_start_again "$LVPID"
   wait_for "${VIRSH[*]} version" 30
   wait $RC
   t_contains "libvirtd restart: the proxied client sees its connection close" "$(cat "$D/restart.out")" "failed cleanly"
