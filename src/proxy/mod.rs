@@ -316,7 +316,13 @@ pub fn run(opts: &Options) -> Result<()> {
             Err(e) => return Err(std::io::Error::from(e)).context("poll"),
         }
         for l in &listeners {
-            if !accept_all(l, &shared) {
+            // A client accepted after SIGTERM would be closed at once by the
+            // drain; left in the backlog of a systemd-owned socket, it is
+            // served by the next instance (restart).
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if !accept_all(l, &shared, &stop) {
                 // Out of descriptors: wait for connections to end.
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -329,8 +335,8 @@ pub fn run(opts: &Options) -> Result<()> {
 
 /// Accepts every pending client of one socket. False when accept failed for
 /// lack of descriptors.
-fn accept_all(l: &Listener, shared: &Arc<Shared>) -> bool {
-    loop {
+fn accept_all(l: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) -> bool {
+    while !stop.load(Ordering::SeqCst) {
         match l.sock.accept() {
             Ok((client, _)) => {
                 let _ = client.set_nonblocking(false);
@@ -346,6 +352,7 @@ fn accept_all(l: &Listener, shared: &Arc<Shared>) -> bool {
             }
         }
     }
+    true
 }
 
 /// Admits a client (a relay thread) or turns it away, before it can make the

@@ -19,6 +19,15 @@ REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 VHOSTFIX=${VHOSTFIX:-$REPO/target/release/vhostfix}
 VIRSH=(virsh -q -c qemu:///system)
 
+# v ARGS...: the host's virsh; vt SECS ARGS...: the same under a timeout (a
+# vhost-user guest can hang in start).
+v() { "${VIRSH[@]}" "$@"; }
+vt() {
+  local secs=$1
+  shift
+  timeout "$secs" "${VIRSH[@]}" "$@"
+}
+
 t_log() { printf '%s: %s\n' "$T_NAME" "$*" >&2; }
 t_ok() { T_PASS=$((T_PASS + 1)); printf 'ok   %s\n' "$1"; }
 t_fail() {

@@ -47,12 +47,6 @@ sleep 1.1
 libvirt_up || exit 1
 MARK=$(cleanup_mark)
 
-v() { "${VIRSH[@]}" "$@"; }
-vt() {
-  local secs=$1
-  shift
-  timeout "$secs" "${VIRSH[@]}" "$@"
-}
 uuid_of() { printf '%s%04x' "$UUID_PREFIX" "$1"; }
 drop_uuid() { v destroy "$1" >/dev/null 2>&1; v undefine "$1" --managed-save >/dev/null 2>&1; return 0; }
 # Leftovers of an earlier run killed hard.

@@ -41,13 +41,6 @@ t_log "holding the system test lock after ${SECONDS}s"
 libvirt_up || exit 1
 MARK=$(cleanup_mark)
 
-v() { "${VIRSH[@]}" "$@"; }
-# vt SECS ARGS...: virsh under a timeout (a vhost-user guest can hang in start).
-vt() {
-  local secs=$1
-  shift
-  timeout "$secs" "${VIRSH[@]}" "$@"
-}
 state() { v domstate "$1" 2>/dev/null || echo absent; }
 our_domains() { v list --all --name 2>/dev/null | grep "^$P" | sort | paste -sd' ' -; }
 drop_domain() { v destroy "$1" >/dev/null 2>&1; v undefine "$1" --managed-save >/dev/null 2>&1; return 0; }
