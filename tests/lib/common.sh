@@ -210,3 +210,8 @@ ovs_add_client_port() {
   ovs-vsctl add-port br-vhu "$1" -- set Interface "$1" type=dpdkvhostuserclient \
     options:vhost-server-path="$2"
 }
+
+# A proxy started without `admin_socket` in its configuration makes
+# /run/vhostfix (the default admin socket's directory); a suite that found no
+# such directory takes it away again (only if empty).
+[ -e /run/vhostfix ] || on_exit "rmdir /run/vhostfix"
