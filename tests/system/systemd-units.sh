@@ -193,11 +193,16 @@ fi
 # [package.metadata.deb] / [package.metadata.generate-rpm] assets). On the same
 # machine, whatever vhostfix the host may have installed is overwritten.
 UNITS=/usr/lib/systemd/system
-install -D -m 0755 "$VHOSTFIX" "$ROOT/usr/bin/vhostfix"
-for u in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
-  install -D -m 0644 "$REPO/packaging/systemd/$u" "$ROOT$UNITS/$u"
-done
-install -D -m 0755 "$REPO/packaging/transparent-mode" "$ROOT/usr/lib/vhostfix/transparent-mode"
+# The proxy's files where the packages put them: binary, units, transparent-mode.
+install_proxy_files() {
+  install -D -m 0755 "$VHOSTFIX" "$ROOT/usr/bin/vhostfix"
+  local u
+  for u in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
+    install -D -m 0644 "$REPO/packaging/systemd/$u" "$ROOT$UNITS/$u"
+  done
+  install -D -m 0755 "$REPO/packaging/transparent-mode" "$ROOT/usr/lib/vhostfix/transparent-mode"
+}
+install_proxy_files
 install -D -m 0644 "$REPO/packaging/vhostfix.toml" "$ROOT/etc/vhostfix/vhostfix.toml"
 # The man pages (Documentation=man:vhostfix-proxy(1)), made as
 # packaging/build-assets.sh makes them.
@@ -514,11 +519,7 @@ else
 fi
 
 # The rpm's %preun on erase ($1 = 0), with the files of the packaged layout.
-install -D -m 0755 "$VHOSTFIX" "$ROOT/usr/bin/vhostfix"
-for u in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
-  install -D -m 0644 "$REPO/packaging/systemd/$u" "$ROOT$UNITS/$u"
-done
-install -D -m 0755 "$REPO/packaging/transparent-mode" "$ROOT/usr/lib/vhostfix/transparent-mode"
+install_proxy_files
 install -D -m 0755 "$REPO/packaging/libvirt-hooks" "$ROOT/usr/lib/vhostfix/libvirt-hooks"
 install -D -m 0644 "$REPO/packaging/vhostfix.toml" "$ROOT/etc/vhostfix/vhostfix.toml"
 in_ct systemctl daemon-reload
