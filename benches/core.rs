@@ -16,7 +16,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
-use vhostfix::{analyze, rewrite, Policy};
+use vhostfix::stages as rewrite;
+use vhostfix::{analyze, Policy};
 
 const SMALL: &str = include_str!("data/win2019.xml");
 
@@ -104,7 +105,7 @@ fn stages(c: &mut Criterion) {
     });
     g.bench_function("parse", |b| {
         b.iter(|| {
-            vhostfix::parse::parse(black_box(&text), &policy.limits)
+            vhostfix::stages::parse(black_box(&text), &policy.limits)
                 .map(|p| p.kind)
                 .expect("valid")
         })

@@ -5,49 +5,45 @@
 //! explicitly is an error. Unknown keys and bad values are errors naming the file,
 //! the line and the key.
 
-use crate::detect::Signals;
-use crate::parse::Limits;
-use crate::rules::{Guests, TargetModel};
-use crate::Policy;
+use crate::core::analysis::Policy;
+use crate::core::detect::Signals;
+use crate::core::parse::{located, InputLimits, Pos};
+use crate::core::rules::{Guests, TargetModel};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Where the packaged configuration lives.
-pub const DEFAULT_PATH: &str = "/etc/vhostfix/vhostfix.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/vhostfix/vhostfix.toml";
 /// Environment variable naming another configuration file.
-pub const ENV_VAR: &str = "VHOSTFIX_CONFIG";
+pub(crate) const ENV_VAR: &str = "VHOSTFIX_CONFIG";
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Which guests get their vhost-user NICs fixed: "windows" or "any".
-    pub guests: Guests,
+    pub(crate) guests: Guests,
     /// The model written into a violating NIC.
-    pub target_model: TargetModel,
+    pub(crate) target_model: TargetModel,
     /// Detection signals, each on or off.
-    pub detect: Signals,
-    pub limits: LimitsConfig,
-    pub hook: HookConfig,
-    pub proxy: ProxyConfig,
-    /// The libvirt release in force, learnt at run time (never read from or
-    /// written to the file).
-    #[serde(skip)]
-    pub libvirt: Option<crate::rules::LibvirtVersion>,
+    pub(crate) detect: Signals,
+    pub(crate) limits: LimitsConfig,
+    pub(crate) hook: HookConfig,
+    pub(crate) proxy: ProxyConfig,
 }
 
 /// Input bounds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub max_input_bytes: u64,
-    pub max_depth: u32,
-    pub max_nodes: u32,
+pub(crate) struct LimitsConfig {
+    pub(crate) max_input_bytes: u64,
+    pub(crate) max_depth: u32,
+    pub(crate) max_nodes: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        let l = Limits::default();
+        let l = InputLimits::default();
         LimitsConfig {
             max_input_bytes: l.max_input_bytes as u64,
             max_depth: l.max_depth,
@@ -59,37 +55,38 @@ impl Default for LimitsConfig {
 /// What the libvirt hook does.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HookConfig {
+pub(crate) struct HookConfig {
     /// On an internal error or unreadable XML: "allow" (log and let the VM start) or "deny".
-    pub on_error: OnError,
-    pub checks: HookChecks,
+    pub(crate) on_error: OnError,
+    pub(crate) checks: HookChecks,
 }
 
 /// One action per admission check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HookChecks {
+pub(crate) struct HookChecks {
     /// A vhost-user NIC with a non-virtio model in an in-scope guest.
-    pub model: Action,
+    pub(crate) model: CheckAction,
     /// A vhost-user NIC while guest memory is not shared.
-    pub shared_memory: Action,
+    pub(crate) shared_memory: CheckAction,
     /// A client-mode vhost-user NIC whose socket does not exist and no reconnect.
-    pub client_socket: Action,
+    pub(crate) client_socket: CheckAction,
 }
 
 impl Default for HookChecks {
     fn default() -> Self {
         HookChecks {
-            model: Action::Deny,
-            shared_memory: Action::Deny,
-            client_socket: Action::Deny,
+            model: CheckAction::Deny,
+            shared_memory: CheckAction::Deny,
+            client_socket: CheckAction::Deny,
         }
     }
 }
 
+/// What the hook does when an admission check finds something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum CheckAction {
     Deny,
     Warn,
     Off,
@@ -97,7 +94,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OnError {
+pub(crate) enum OnError {
     #[default]
     Allow,
     Deny,
@@ -107,57 +104,57 @@ pub enum OnError {
 /// SIGHUP reloads everything else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// Read-write socket clients connect to (`--listen` overrides).
-    pub listen: PathBuf,
+    pub(crate) listen: PathBuf,
     /// libvirt's read-write socket (`--upstream` overrides). Empty: `virtqemud-sock`
     /// when it exists, else `libvirt-sock`, both in /run/libvirt.
-    pub upstream: PathBuf,
+    pub(crate) upstream: PathBuf,
     /// Optional read-only socket; its clients go only to `upstream_ro`.
-    pub listen_ro: PathBuf,
+    pub(crate) listen_ro: PathBuf,
     /// libvirt's read-only socket. Empty: `upstream` with `-ro` appended.
-    pub upstream_ro: PathBuf,
+    pub(crate) upstream_ro: PathBuf,
     /// Mode of the read-write socket, octal.
-    pub socket_mode: String,
+    pub(crate) socket_mode: String,
     /// Mode of the read-only socket, octal.
-    pub socket_mode_ro: String,
+    pub(crate) socket_mode_ro: String,
     /// Group owning both sockets.
-    pub socket_group: String,
+    pub(crate) socket_group: String,
     /// Groups whose members are admitted besides root (e.g. "libvirt").
-    pub allowed_groups: Vec<String>,
+    pub(crate) allowed_groups: Vec<String>,
     /// A domain or device whose vhost-user NIC needs a virtio model: "fix" rewrites
     /// the XML, "deny" refuses the call, "off" forwards it unchanged.
-    pub action: ProxyAction,
+    pub(crate) action: ProxyAction,
     /// Calls that cannot change a guest's NIC model (restore, save image define)
     /// carrying such a NIC: "forward" unchanged (libvirt decides) or "deny".
-    pub fixed_abi_calls: FixedAbiAction,
+    pub(crate) fixed_abi_calls: FixedAbiAction,
     /// Unreadable XML or a failed domain lookup: "allow" forwards the call unchanged.
-    pub on_error: OnError,
+    pub(crate) on_error: OnError,
     /// Seconds SIGTERM waits for calls in flight before closing connections.
-    pub drain_seconds: u32,
+    pub(crate) drain_seconds: u32,
     /// Microseconds a relay thread polls for libvirt's reply before sleeping
     /// (0: never poll). Trades CPU for latency; see docs/proxy.md.
-    pub busy_poll_us: u32,
+    pub(crate) busy_poll_us: u32,
     /// Most client connections relayed at once (all users).
-    pub max_clients: u32,
+    pub(crate) max_clients: u32,
     /// Most connections one non-root user may hold.
-    pub max_clients_per_user: u32,
+    pub(crate) max_clients_per_user: u32,
     /// Connections out of `max_clients` that only root may use.
-    pub reserved_for_root: u32,
+    pub(crate) reserved_for_root: u32,
     /// Most non-root upstream connections that have not finished opening
     /// (libvirtd stops accepting anyone past its max_anonymous_clients, 20).
-    pub max_unauthenticated: u32,
+    pub(crate) max_unauthenticated: u32,
     /// Seconds a client has from connecting to a successful CONNECT_OPEN.
-    pub auth_timeout_seconds: u32,
+    pub(crate) auth_timeout_seconds: u32,
     /// Seconds a frame may take to arrive once its first byte came.
-    pub frame_timeout_seconds: u32,
+    pub(crate) frame_timeout_seconds: u32,
     /// Largest call (MiB) whose XML the proxy reads; larger calls are refused.
-    pub max_call_mib: u32,
+    pub(crate) max_call_mib: u32,
     /// Most MiB all non-root clients' calls may hold in the proxy at once.
-    pub max_buffered_mib: u32,
+    pub(crate) max_buffered_mib: u32,
     /// Root-only socket where `vhostfix proxy --stats` reads the counters
     /// (empty: none).
-    pub admin_socket: PathBuf,
+    pub(crate) admin_socket: PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -191,12 +188,12 @@ impl Default for ProxyConfig {
 
 impl ProxyConfig {
     /// `socket_mode` as a number.
-    pub fn mode(&self) -> u32 {
+    pub(crate) fn mode(&self) -> u32 {
         parse_mode(&self.socket_mode).unwrap_or(0o660)
     }
 
     /// `socket_mode_ro` as a number.
-    pub fn mode_ro(&self) -> u32 {
+    pub(crate) fn mode_ro(&self) -> u32 {
         parse_mode(&self.socket_mode_ro).unwrap_or(0o666)
     }
 }
@@ -209,7 +206,7 @@ fn parse_mode(s: &str) -> Option<u32> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ProxyAction {
+pub(crate) enum ProxyAction {
     #[default]
     Fix,
     Deny,
@@ -220,7 +217,7 @@ pub enum ProxyAction {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FixedAbiAction {
+pub(crate) enum FixedAbiAction {
     #[default]
     Forward,
     Deny,
@@ -228,7 +225,7 @@ pub enum FixedAbiAction {
 
 /// Where the effective configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The default file does not exist.
     BuiltIn,
     File(PathBuf),
@@ -245,15 +242,19 @@ impl std::fmt::Display for Source {
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", crate::parse::located(path, message))]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
+#[error("{}", located(path, message))]
+pub(crate) struct ConfigError {
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl Config {
     /// Applies command-line overrides of `guests` and `target_model`.
-    pub fn override_with(&mut self, guests: Option<Guests>, target_model: Option<TargetModel>) {
+    pub(crate) fn override_with(
+        &mut self,
+        guests: Option<Guests>,
+        target_model: Option<TargetModel>,
+    ) {
         if let Some(g) = guests {
             self.guests = g;
         }
@@ -263,19 +264,19 @@ impl Config {
     }
 
     /// The core policy this configuration describes.
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         Policy {
             guests: self.guests,
             target_model: self.target_model,
             signals: self.detect.clone(),
             limits: self.limits(),
             guest_os: None,
-            libvirt: self.libvirt,
+            libvirt: None,
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        Limits {
+    pub(crate) fn limits(&self) -> InputLimits {
+        InputLimits {
             max_input_bytes: usize::try_from(self.limits.max_input_bytes).unwrap_or(usize::MAX),
             max_depth: self.limits.max_depth,
             max_nodes: self.limits.max_nodes,
@@ -283,7 +284,7 @@ impl Config {
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.
-    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
             path: path.to_string(),
             message: describe_toml_error(text, &e),
@@ -366,7 +367,7 @@ impl Config {
     }
 
     /// The effective configuration as TOML.
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 }
@@ -376,7 +377,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().replace('\n', " ");
     let Some(span) = e.span() else { return msg };
     let at = span.start.min(text.len());
-    let pos = crate::parse::Pos::of(text, at);
+    let pos = Pos::of(text, at);
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
     let key = line.split('=').next().unwrap_or("").trim();
@@ -400,7 +401,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 
 /// Finds the configuration file that applies, and whether it was named
 /// explicitly (a named file must exist; the default one may be absent).
-pub fn resolve(explicit: Option<&Path>) -> (PathBuf, bool) {
+pub(crate) fn resolve(explicit: Option<&Path>) -> (PathBuf, bool) {
     if let Some(p) = explicit {
         return (p.to_path_buf(), true);
     }
@@ -411,7 +412,7 @@ pub fn resolve(explicit: Option<&Path>) -> (PathBuf, bool) {
 }
 
 /// Loads the configuration that applies (see the module doc).
-pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+pub(crate) fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
     let (path, named) = resolve(explicit);
     match std::fs::read_to_string(&path) {
         Ok(text) => {

@@ -17,31 +17,33 @@
 //! The words libvirt passes are taken by position, never parsed as options:
 //! libvirt allows domain names such as `--help`, `--` or `--guests=any`.
 //! Every outside value in a log line or message goes through
-//! [`crate::logging::field`].
+//! [`crate::core::escape::field`].
 
-use crate::config::{self, Action, Config, OnError};
-use crate::logging::{field, one_line};
-use crate::verdict::{self, nic_place, Kind};
-use crate::{Analysis, NicStatus};
+use crate::config::{self, CheckAction, Config, OnError};
+use crate::core::analysis::{analyze, Analysis, NicStatus, Policy};
+use crate::core::escape::{field, one_line};
+use crate::core::findings::{findings, nic_place, Kind};
+use crate::core::parse::{decode, InputLimits};
+use crate::host;
 use std::io::Read;
 use std::path::Path;
 
 /// The arguments libvirt passes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookCall {
-    pub object: String,
-    pub name: String,
-    pub op: String,
-    pub subop: String,
-    pub extra: String,
+pub(crate) struct HookCall {
+    pub(crate) object: String,
+    pub(crate) name: String,
+    pub(crate) op: String,
+    pub(crate) subop: String,
+    pub(crate) extra: String,
 }
 
 /// Exit status that tells libvirt to abort the operation.
-pub const DENY: i32 = 1;
+pub(crate) const DENY: i32 = 1;
 
 /// True when the program was started as a libvirt qemu hook: named `qemu`, or
 /// living in a `qemu.d` directory.
-pub fn invoked_as_hook(argv0: &Path) -> bool {
+pub(crate) fn invoked_as_hook(argv0: &Path) -> bool {
     argv0.file_name().is_some_and(|n| n == "qemu")
         || argv0
             .parent()
@@ -51,7 +53,7 @@ pub fn invoked_as_hook(argv0: &Path) -> bool {
 
 /// A check that found something.
 struct Problem {
-    action: Action,
+    action: CheckAction,
     text: String,
 }
 
@@ -59,7 +61,7 @@ impl HookCall {
     /// The call from the words after the hook's own name: `NAME OP SUBOP
     /// [EXTRA]`, taken positionally. Nothing here is an option: libvirt allows
     /// a domain named `--help`, `--` or `--guests=any`, and passes it as is.
-    pub fn from_words(object: &str, words: &[String]) -> Result<HookCall, String> {
+    pub(crate) fn from_words(object: &str, words: &[String]) -> Result<HookCall, String> {
         match words {
             [name, op, subop] | [name, op, subop, _] => Ok(HookCall {
                 object: object.to_string(),
@@ -77,14 +79,9 @@ impl HookCall {
     }
 }
 
-/// Runs the hook; returns the exit status. Never panics outward.
-pub fn run(call: &HookCall, stdin: &mut dyn Read, config_path: Option<&Path>) -> i32 {
-    run_words(Ok(call.clone()), stdin, config_path)
-}
-
 /// Runs the hook for arguments that may not have made a call (a wrong number
 /// of words): like any internal error, that follows `hook.on_error`.
-pub fn run_words(
+pub(crate) fn run_words(
     call: Result<HookCall, String>,
     stdin: &mut dyn Read,
     config_path: Option<&Path>,
@@ -95,7 +92,7 @@ pub fn run_words(
         .map_or(OnError::Allow, |(c, _)| c.hook.on_error);
     let limit = loaded
         .as_ref()
-        .map_or(crate::parse::Limits::default().max_input_bytes, |(c, _)| {
+        .map_or(InputLimits::default().max_input_bytes, |(c, _)| {
             c.limits().max_input_bytes
         });
     // libvirt writes the whole XML into a pipe: always read it to the end.
@@ -103,7 +100,7 @@ pub fn run_words(
     let result = std::panic::catch_unwind(|| -> Result<i32, String> {
         let call = call.as_ref().map_err(|e| format!("arguments: {e}"))?;
         let (config, _) = loaded.map_err(|e| format!("configuration: {e}"))?;
-        decide(call, &input?, &config)
+        judge_call(call, &input?, &config)
     });
     let failure = match result {
         Ok(Ok(code)) => return code,
@@ -153,17 +150,22 @@ fn verb(op: &str) -> &str {
 
 /// Reads all of stdin; keeps at most `limit + 1` bytes.
 fn drain(stdin: &mut dyn Read, limit: usize) -> Result<Vec<u8>, String> {
-    let mut kept = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    stdin
-        .take(cap)
-        .read_to_end(&mut kept)
-        .map_err(|e| format!("reading the domain XML from stdin: {e}"))?;
-    std::io::copy(stdin, &mut std::io::sink()).map_err(|e| format!("reading stdin: {e}"))?;
-    Ok(kept)
+    host::read_bounded(stdin, limit, true)
+        .map_err(|e| format!("reading the domain XML from stdin: {e}"))
 }
 
-fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String> {
+/// The phases the hook checks: `prepare begin` (admission), `migrate begin`
+/// and `restore begin` (the NIC model cannot change there).
+fn checked(op: &str, subop: &str) -> bool {
+    matches!(
+        (op, subop),
+        ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin")
+    )
+}
+
+/// The hook's answer to one call: 0 allow, [`DENY`] refuse (the reason on
+/// stderr). `Err`: an internal error, which `hook.on_error` decides about.
+fn judge_call(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String> {
     if call.object != "qemu" {
         log::debug!(
             "hook for {} ignored: only qemu hooks are handled",
@@ -171,12 +173,7 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         );
         return Ok(0);
     }
-    let phase = (call.op.as_str(), call.subop.as_str());
-    let checked = matches!(
-        phase,
-        ("prepare", "begin") | ("migrate", "begin") | ("restore", "begin")
-    );
-    if !checked {
+    if !checked(&call.op, &call.subop) {
         // Logged at info too, so an operator sees every phase libvirt ran.
         log::info!(
             "domain={} op={}/{} action=allow (nothing to check in this phase)",
@@ -186,48 +183,53 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
         );
         return Ok(0);
     }
+    let policy = hook_policy(config);
+    let text = decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
+    let a = analyze(text, &policy).map_err(|e| format!("domain XML: {e}"))?;
+    let problems = if call.op == "prepare" {
+        admission(&a, config, &policy)
+    } else {
+        abi(&a, config, &call.op)
+    };
+    log_decision(call, &a, &problems);
+    Ok(refuse(call, &problems))
+}
+
+/// The configuration's policy for the release of the libvirt daemon that
+/// runs this hook (our parent, or a dispatcher's), or the one named in
+/// `$VHOSTFIX_LIBVIRT_VERSION`.
+fn hook_policy(config: &Config) -> Policy {
     let mut policy = config.policy();
-    if policy.libvirt.is_none() {
-        // The daemon running this hook is our parent.
-        policy.libvirt = verdict::libvirt_version(None, || {
-            verdict::daemon_libvirt_version(std::os::unix::process::parent_id())
-        })
-        .unwrap_or_else(|e| {
-            log::warn!("{e}; the libvirt release is taken as unknown");
-            None
-        });
-    }
+    policy.libvirt = host::libvirt_version(None, || {
+        host::daemon_libvirt_version(std::os::unix::process::parent_id())
+    })
+    .unwrap_or_else(|e| {
+        log::warn!("{e}; the libvirt release is taken as unknown");
+        None
+    });
     log::debug!(
         "libvirt release: {}",
         policy
             .libvirt
             .map_or_else(|| "unknown".to_string(), |v| v.to_string())
     );
-    let text =
-        crate::parse::decode(input, &policy.limits).map_err(|e| format!("domain XML: {e}"))?;
-    let a = crate::analyze(text, &policy).map_err(|e| format!("domain XML: {e}"))?;
-    let problems = if phase.0 == "prepare" {
-        admission(&a, config, &policy)
-    } else {
-        abi(&a, config, phase.0)
-    };
-    let deny: Vec<&Problem> = problems
-        .iter()
-        .filter(|p| p.action == Action::Deny)
-        .collect();
-    let evidence = a.detection.reason();
-    let decision = if deny.is_empty() { "allow" } else { "deny" };
+    policy
+}
+
+/// One info line per checked call, a warning per problem set to "warn".
+fn log_decision(call: &HookCall, a: &Analysis, problems: &[Problem]) {
+    let denied = problems.iter().any(|p| p.action == CheckAction::Deny);
     log::info!(
         "domain={} op={}/{} verdict={} evidence={} vhostuser_nics={} action={}",
         field(&call.name),
         call.op,
         call.subop,
         a.detection.verdict,
-        field(&evidence),
+        field(&a.detection.reason()),
         a.nics.len(),
-        decision
+        if denied { "deny" } else { "allow" }
     );
-    for p in problems.iter().filter(|p| p.action == Action::Warn) {
+    for p in problems.iter().filter(|p| p.action == CheckAction::Warn) {
         log::warn!(
             "domain={} {}/{}: {} (action warn)",
             field(&call.name),
@@ -236,29 +238,37 @@ fn decide(call: &HookCall, input: &[u8], config: &Config) -> Result<i32, String>
             p.text
         );
     }
-    if deny.is_empty() {
-        return Ok(0);
+}
+
+/// 0 when nothing is denied; else the refusal on stderr (libvirt shows it to
+/// whoever ran `virsh start`: one line, no escapes) and [`DENY`].
+fn refuse(call: &HookCall, problems: &[Problem]) -> i32 {
+    let reasons: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.action == CheckAction::Deny)
+        .map(|p| p.text.as_str())
+        .collect();
+    if reasons.is_empty() {
+        return 0;
     }
-    let verb = verb(phase.0);
-    let reasons: Vec<&str> = deny.iter().map(|p| p.text.as_str()).collect();
     let message = format!(
-        "vhostfix refused to {verb} domain {}: {}",
+        "vhostfix refused to {} domain {}: {}",
+        verb(&call.op),
         field(&call.name),
         reasons.join("; also ")
     );
     if !crate::logging::to_stderr() {
         log::warn!("{message}");
     }
-    // libvirt shows this to whoever ran `virsh start`: one line, no escapes.
     eprintln!("{}", one_line(&message));
-    Ok(DENY)
+    DENY
 }
 
-/// `prepare begin`: the shared verdict (`crate::verdict`), each finding
+/// `prepare begin`: the shared verdict (`crate::core::findings`), each finding
 /// subject to its `[hook.checks]` key: (a) model, (b) shared memory, (c) client socket.
-fn admission(a: &Analysis, config: &Config, policy: &crate::Policy) -> Vec<Problem> {
+fn admission(a: &Analysis, config: &Config, policy: &Policy) -> Vec<Problem> {
     let checks = &config.hook.checks;
-    verdict::findings(a, policy, &verdict::probe_socket)
+    findings(a, policy, &host::probe_socket)
         .into_iter()
         .filter_map(|f| {
             let action = match f.kind {
@@ -268,7 +278,7 @@ fn admission(a: &Analysis, config: &Config, policy: &crate::Policy) -> Vec<Probl
                 // libvirt itself refuses these, or they work today.
                 Kind::ModelOutOfScope | Kind::MemfdDefault => return None,
             };
-            (action != Action::Off).then_some(Problem {
+            (action != CheckAction::Off).then_some(Problem {
                 action,
                 text: f.message,
             })
@@ -278,7 +288,7 @@ fn admission(a: &Analysis, config: &Config, policy: &crate::Policy) -> Vec<Probl
 
 /// `migrate begin` / `restore begin`: the model cannot change here.
 fn abi(a: &Analysis, config: &Config, op: &str) -> Vec<Problem> {
-    if config.hook.checks.model == Action::Off {
+    if config.hook.checks.model == CheckAction::Off {
         return Vec::new();
     }
     a.nics

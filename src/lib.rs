@@ -1,208 +1,107 @@
 //! vhostfix: keeps Windows guests with vhost-user NICs bootable on libvirt hosts.
 //!
-//! The core (`parse`, `detect`, `rules`, `rewrite`, `report`) is pure: text in,
-//! analysis and edits out, no I/O. The front ends (`cli`, `hook`, `proxy`) move bytes in
-//! and out and decide exit codes.
+//! The layers, top to bottom (arrows point down only; `tests/architecture.rs`
+//! fails when one points up, and docs/ARCHITECTURE.md draws them):
+//!
+//! - front ends: [`cli`] (the command line), `hook` (libvirt's qemu hook),
+//!   `proxy` (the API proxy), `audit` (every domain libvirt knows);
+//! - services: `config`, `logging`, `prometheus`, `host` (what the core must
+//!   not do: look at this host);
+//! - `rpc`: libvirt's wire protocol, shared by the proxy and audit;
+//! - `core`: pure, no I/O: parse, detect, rules, rewrite, findings, report.
+//!
+//! Every module is private to the crate. What tests, benches and fuzz
+//! targets need is re-exported below, and nothing else.
 
-pub mod audit;
-pub mod cli;
-pub mod config;
-pub mod detect;
-pub mod hook;
-pub mod logging;
-pub mod manpages;
-pub mod parse;
-pub mod proxy;
-pub mod report;
-pub mod rewrite;
-pub mod rpc;
-pub mod rules;
-pub mod verdict;
+mod audit;
+mod cli;
+mod config;
+pub(crate) mod core;
+mod hook;
+mod host;
+mod logging;
+mod prometheus;
+mod proxy;
+mod rpc;
 
-use detect::{Detection, Signals, Verdict};
-use parse::{DocKind, InputError, Limits, Pos};
-use rewrite::Edit;
-use rules::{Guests, LibvirtVersion, MemorySharing, NicSource, TargetModel};
-use serde::Serialize;
+pub use crate::core::analysis::{analyze, Analysis, NicStatus, Policy};
+pub use crate::core::detect::{Detection, Verdict};
+pub use crate::core::findings::{findings, unchecked};
+pub use crate::core::parse::{decode, InputLimits};
+pub use crate::core::report;
+pub use crate::core::rules::{Guests, TargetModel};
 
-/// Everything the core needs to decide.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    pub guests: Guests,
-    pub target_model: TargetModel,
-    pub signals: Signals,
-    pub limits: Limits,
-    /// A verdict known from elsewhere (device XML has no OS information of its own).
-    pub guest_os: Option<Detection>,
-    /// The libvirt release the result is for; `None` when unknown (advice then
-    /// holds on every release).
-    pub libvirt: Option<LibvirtVersion>,
+/// Runs the program: the libvirt hook when started as one (argv0 `qemu`, or
+/// in a `qemu.d` directory), the command line otherwise. Returns the exit status.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let argv0 = args
+        .first()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    if hook::invoked_as_hook(&argv0) {
+        // libvirt runs us as `qemu NAME OP SUBOP EXTRA`: four words taken as
+        // they are, never parsed as options (a domain may be named `--help`).
+        let words = args.get(1..).unwrap_or_default();
+        return cli::hook_main("qemu", words, None);
+    }
+    cli::main(args)
 }
 
-/// What happens to one vhost-user NIC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NicStatus {
-    /// Already has a virtio model; never touched.
-    Compliant,
-    /// Gets (or got) the target model.
-    Fixed,
-    /// Violates, but the guest is outside the policy's scope: libvirt will refuse it.
-    LeftAlone,
+/// The stages of `analyze` and of writing its result, for benches/core.rs.
+#[doc(hidden)]
+pub mod stages {
+    pub use crate::core::parse::parse;
+    pub use crate::core::rewrite::{apply, write_edited};
 }
 
-/// The finding for one vhost-user NIC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NicFinding {
-    pub index: usize,
-    pub mac: Option<String>,
-    pub source: NicSource,
-    /// Model as written; `None` when missing.
-    pub model: Option<String>,
-    /// Model after the fix; `None` when unchanged.
-    pub new_model: Option<String>,
-    pub status: NicStatus,
-    pub pos: Pos,
-}
+/// What the fuzz targets drive: the proxy's decision and the frame decoders.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::config::Config;
+    use crate::core::rules::LibvirtVersion;
+    use crate::proxy::decide::{decide, FrameAction};
+    use crate::proxy::upstream::Upstream;
+    use crate::rpc::xdr::DomainRef;
+    use crate::rpc::{calls, error, frame};
 
-impl NicFinding {
-    /// `nic 0 (52:54:00:12:34:56)`.
-    pub fn label(&self) -> String {
-        match &self.mac {
-            Some(m) => format!("nic {} ({m})", self.index),
-            None => format!("nic {}", self.index),
+    /// A libvirt that answers every domain lookup with `domain_xml`.
+    struct Fixed(&'static str);
+
+    impl Upstream for Fixed {
+        fn domain_xml(&mut self, _dom: &DomainRef<'_>) -> Result<String, String> {
+            Ok(self.0.to_string())
+        }
+
+        fn lib_version(&mut self) -> Option<LibvirtVersion> {
+            None
         }
     }
 
-    /// The model as written, or `(none)`.
-    pub fn model_text(&self) -> &str {
-        self.model.as_deref().unwrap_or("(none)")
-    }
-}
-
-/// The result of looking at one document.
-#[derive(Debug, Clone, Serialize)]
-pub struct Analysis {
-    pub kind: DocKind,
-    /// `<name>` of the domain, if present.
-    pub domain: Option<String>,
-    pub detection: Detection,
-    /// True when the policy covers this guest.
-    pub in_scope: bool,
-    pub nics: Vec<NicFinding>,
-    /// Whether guest memory is shared (domains with vhost-user NICs only).
-    pub memory: Option<MemorySharing>,
-    pub warnings: Vec<String>,
-    #[serde(skip)]
-    pub edits: Vec<Edit>,
-}
-
-impl Analysis {
-    /// True when the output differs from the input.
-    pub fn changes(&self) -> bool {
-        !self.edits.is_empty()
-    }
-
-    /// True when libvirt would refuse a NIC even after vhostfix's fixes.
-    pub fn violations_left(&self) -> bool {
-        self.nics.iter().any(|n| n.status == NicStatus::LeftAlone)
-    }
-
-    /// The corrected document.
-    pub fn output(&self, input: &str) -> String {
-        rewrite::apply(input, &self.edits)
-    }
-
-    /// Domain name for messages (`'win10'` or `(device XML)`).
-    pub fn subject(&self) -> String {
-        match (&self.domain, self.kind) {
-            (Some(n), _) => format!("domain {}", crate::logging::field(n)),
-            (None, DocKind::Interface) => "interface XML".into(),
-            (None, DocKind::Domain) => "domain (no name)".into(),
+    /// The proxy's decision on `frame` with the default configuration; the
+    /// replacement frame when it rewrites.
+    pub fn decide_default(frame: &[u8], domain_xml: &'static str) -> Option<Vec<u8>> {
+        match decide(frame, &Config::default(), "fuzz", &mut Fixed(domain_xml)).action {
+            FrameAction::Replace(f) => Some(f),
+            _ => None,
         }
     }
-}
 
-const NETKVM_WARNING: &str = "the guest needs the NetKVM driver (virtio-win) for a virtio NIC to carry traffic; it boots either way";
+    /// The frame's whole length from its length word, if valid.
+    pub fn frame_len(word: [u8; 4]) -> Option<usize> {
+        frame::frame_len(word).ok()
+    }
 
-/// Parses, detects, applies the rule, and plans the edits. No I/O.
-pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
-    let parsed = parse::parse(text, &policy.limits)?;
-    let root = parsed.doc.root_element();
-    let detection = match (&policy.guest_os, parsed.kind) {
-        (Some(d), _) => d.clone(),
-        (None, DocKind::Domain) => detect::detect(root, &policy.signals)?,
-        (None, DocKind::Interface) => Detection {
-            verdict: Verdict::Unknown,
-            evidence: Vec::new(),
-        },
-    };
-    let in_scope = policy.guests == Guests::Any || detection.verdict == Verdict::Windows;
-    let domain = rules::child(root, "name")
-        .filter(|_| parsed.kind == DocKind::Domain)
-        .and_then(|n| n.text())
-        .map(|t| t.trim().to_string());
-
-    let target = policy.target_model.as_str();
-    let mut nics = Vec::new();
-    let mut edits = Vec::new();
-    let mut warnings = Vec::new();
-    for nic in rules::vhostuser_nics(root) {
-        let status = if !nic.violates(policy.libvirt) {
-            NicStatus::Compliant
-        } else if in_scope {
-            edits.push(rewrite::model_edit(text, &nic, target));
-            NicStatus::Fixed
-        } else {
-            NicStatus::LeftAlone
-        };
-        let finding = NicFinding {
-            index: nic.index,
-            mac: nic.mac.clone(),
-            source: nic.source.clone(),
-            model: nic.model().map(String::from),
-            new_model: (status == NicStatus::Fixed).then(|| target.to_string()),
-            status,
-            pos: nic.pos,
-        };
-        if status == NicStatus::LeftAlone {
-            let why = if parsed.kind == DocKind::Interface && policy.guest_os.is_none() {
-                "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)".to_string()
-            } else {
-                format!(
-                    "the guest is {} ({}) and guests = \"windows\"",
-                    detection.verdict,
-                    detection.reason()
-                )
-            };
-            warnings.push(format!(
-                "{} keeps model {}: {why}; libvirt will refuse it, since vhost-user requires a virtio model",
-                finding.label(),
-                finding.model_text()
-            ));
-        }
-        nics.push(finding);
+    /// Every decoder run on `data`; the XML argument of the call it holds,
+    /// after replacing it with `replacement` and decoding again.
+    pub fn decode_all(data: &[u8], replacement: &[u8]) -> Option<Vec<u8>> {
+        let _ = frame::Header::of_frame(data);
+        let _ = frame::fd_count(data);
+        let _ = error::decode_error(frame::payload(data));
+        let call = calls::xml_call(data).ok()??;
+        let replaced = calls::replace_string(data, call.range.clone(), replacement)?;
+        let again = calls::xml_call(&replaced)
+            .expect("a rewritten frame decodes")
+            .expect("and is still a call");
+        Some(again.xml.to_vec())
     }
-    edits.sort_by_key(|e| e.range.start);
-    if !edits.is_empty() && detection.verdict == Verdict::Windows {
-        warnings.push(NETKVM_WARNING.to_string());
-    }
-    let memory = (parsed.kind == DocKind::Domain && !nics.is_empty())
-        .then(|| rules::memory_sharing(root, policy.libvirt));
-    if let Some(m) = memory.as_ref().filter(|m| !m.shared) {
-        warnings.push(format!(
-            "guest memory is not shared ({}): vhost-user NICs will not work; add <memoryBacking><access mode='shared'/></memoryBacking>",
-            m.reason
-        ));
-    }
-    Ok(Analysis {
-        kind: parsed.kind,
-        domain,
-        detection,
-        in_scope,
-        nics,
-        memory,
-        warnings,
-        edits,
-    })
 }

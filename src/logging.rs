@@ -9,34 +9,35 @@
 //! Values from outside (domain names, paths, evidence) are written with
 //! [`field`]; every message is kept on one line by [`one_line`].
 
+use crate::core::escape::one_line;
 use log::{LevelFilter, Log, Metadata, Record};
-use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 static TO_STDERR: AtomicBool = AtomicBool::new(true);
 
 /// True unless the installed logger writes to syslog. A message meant for the
 /// user on stderr need not be logged again when the log is stderr too.
-pub fn to_stderr() -> bool {
+pub(crate) fn to_stderr() -> bool {
     TO_STDERR.load(Ordering::Relaxed)
 }
 
 /// Environment variable selecting the log target and level.
-pub const ENV_VAR: &str = "VHOSTFIX_LOG";
+pub(crate) const ENV_VAR: &str = "VHOSTFIX_LOG";
 const DEV_LOG: &str = "/dev/log";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Auto,
     Syslog,
     Stderr,
 }
 
 /// Parses `VHOSTFIX_LOG`; unknown words are reported and the default is kept.
-pub fn parse_spec(spec: &str) -> Result<(Target, LevelFilter), String> {
+pub(crate) fn parse_spec(spec: &str) -> Result<(Target, LevelFilter), String> {
     let mut target = Target::Auto;
     let mut level = LevelFilter::Info;
     for word in spec
@@ -102,7 +103,7 @@ impl Log for Logger {
 
 /// Installs the logger once (for the proxy); later calls do nothing. Returns a
 /// note for the caller to print when the spec was bad or syslog was unreachable.
-pub fn init() -> Option<String> {
+pub(crate) fn init() -> Option<String> {
     install(false)
 }
 
@@ -110,7 +111,7 @@ pub fn init() -> Option<String> {
 /// names a target or a level, stderr gets warnings and errors only: libvirt
 /// shows a refused start's stderr to the user, who needs the refusal, not an
 /// extra `vhostfix: info:` line before it (nor a note that syslog is missing).
-pub fn init_hook() -> Option<String> {
+pub(crate) fn init_hook() -> Option<String> {
     install(true)
 }
 
@@ -163,111 +164,39 @@ fn install(hook: bool) -> Option<String> {
     note
 }
 
-/// True for characters that must not reach a log line raw: C0/C1 controls
-/// (newline, carriage return, ESC, DEL...), the Unicode line and paragraph
-/// separators, and bidirectional overrides that reorder what a reader sees.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+/// Lines an outsider can provoke (refusals, client errors), logged without
+/// letting a flood of them flood the log: the first,
+/// then at most one line per `every` that says how many were not logged.
+pub(crate) struct RateLimited {
+    every: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
 }
 
-fn write_escaped(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
-    match c {
-        '\n' => f.write_str("\\n"),
-        '\r' => f.write_str("\\r"),
-        '\t' => f.write_str("\\t"),
-        c => write!(f, "\\u{{{:x}}}", u32::from(c)),
-    }
-}
-
-/// A value from outside (a domain name, a path, a string a client sent) as it
-/// appears in a log line or message: in single quotes, with backslash, quote
-/// and every control character escaped (`\n`, `\u{1b}`), so a name can neither
-/// start a new log line nor forge a field or a terminal escape.
-pub fn field(value: &str) -> impl fmt::Display + '_ {
-    Field(value)
-}
-
-struct Field<'a>(&'a str);
-
-impl fmt::Display for Field<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('\'')?;
-        for c in self.0.chars() {
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '\'' => f.write_str("\\'")?,
-                c if needs_escape(c) => write_escaped(f, c)?,
-                c => f.write_char(c)?,
-            }
+impl RateLimited {
+    pub(crate) fn new(every: Duration) -> Self {
+        RateLimited {
+            every,
+            state: Mutex::new((None, 0)),
         }
-        f.write_char('\'')
     }
-}
 
-/// A whole message on one line: control characters escaped as in [`field`],
-/// everything else (backslashes and quotes included) kept. The logger applies
-/// it to every message; use [`field`] for each outside value as well, so that
-/// a reader can tell where the value ends.
-pub fn one_line(message: &str) -> impl fmt::Display + '_ {
-    OneLine(message)
-}
-
-struct OneLine<'a>(&'a str);
-
-impl fmt::Display for OneLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if needs_escape(c) {
-                write_escaped(f, c)?;
-            } else {
-                f.write_char(c)?;
-            }
+    /// `Some(suppressed)` when a line may be logged now.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if s.0.is_some_and(|t| now.duration_since(t) < self.every) {
+            s.1 += 1;
+            return None;
         }
-        Ok(())
+        let suppressed = s.1;
+        *s = (Some(now), 0);
+        Some(suppressed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn field_quotes_and_escapes() {
-        assert_eq!(field("vm1").to_string(), "'vm1'");
-        assert_eq!(field("").to_string(), "''");
-        assert_eq!(field("a\nb").to_string(), "'a\\nb'");
-        assert_eq!(field("x\r\tz").to_string(), "'x\\r\\tz'");
-        assert_eq!(field("\x1b[31mred").to_string(), "'\\u{1b}[31mred'");
-        assert_eq!(field("it's").to_string(), "'it\\'s'");
-        assert_eq!(field("a\\nb").to_string(), "'a\\\\nb'");
-        assert_eq!(
-            field("\u{7f}\u{85}\u{2028}\u{202e}").to_string(),
-            "'\\u{7f}\\u{85}\\u{2028}\\u{202e}'"
-        );
-        assert_eq!(field("--guests=any").to_string(), "'--guests=any'");
-        assert_eq!(
-            field("Windows Server 2019 (é)").to_string(),
-            "'Windows Server 2019 (é)'"
-        );
-    }
-
-    #[test]
-    fn forged_log_line_stays_on_one_line() {
-        let name = "vm1' action=allow\nvhostfix: info: domain='evil";
-        let line = format!("domain={} action=deny", field(name));
-        assert!(!line.contains('\n'));
-        assert_eq!(
-            line,
-            "domain='vm1\\' action=allow\\nvhostfix: info: domain=\\'evil' action=deny"
-        );
-    }
-
-    #[test]
-    fn one_line_escapes_controls_only() {
-        assert_eq!(one_line("plain 'x' \\ y").to_string(), "plain 'x' \\ y");
-        assert_eq!(one_line("a\nb\x1bc").to_string(), "a\\nb\\u{1b}c");
-    }
 
     #[test]
     fn spec_words_in_any_order() {
@@ -285,5 +214,15 @@ mod tests {
             (Target::Syslog, LevelFilter::Info)
         );
         assert!(parse_spec("loud").is_err());
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let r = RateLimited::new(Duration::from_millis(50));
+        assert_eq!(r.allow(), Some(0));
+        assert_eq!(r.allow(), None);
+        assert_eq!(r.allow(), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(r.allow(), Some(2));
     }
 }

@@ -6,10 +6,10 @@
 //! the expected files (review the diff before committing).
 
 use std::path::PathBuf;
-use vhostfix::detect::{Detection, Verdict};
-use vhostfix::parse::Limits;
-use vhostfix::rules::{Guests, TargetModel};
-use vhostfix::{analyze, parse, report, Policy};
+use vhostfix::{
+    analyze, decode, findings, report, unchecked, Detection, Guests, InputLimits, Policy,
+    TargetModel, Verdict,
+};
 
 fn file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +43,7 @@ fn expect_file(name: &str, actual: &str) {
 
 fn run_case(name: &str, policy: Policy) {
     let bytes = std::fs::read(file(&format!("{name}.xml"))).unwrap();
-    let text = parse::decode(&bytes, &policy.limits).unwrap();
+    let text = decode(&bytes, &policy.limits).unwrap();
     let a = analyze(text, &policy).unwrap_or_else(|e| panic!("{name}: {e}"));
     let out = a.output(text);
     let out_name = format!("{name}.out.xml");
@@ -64,7 +64,7 @@ fn run_case(name: &str, policy: Policy) {
         &report::text(
             &format!("{name}.xml"),
             &a,
-            &vhostfix::verdict::findings(&a, &policy, &vhostfix::verdict::unchecked),
+            &findings(&a, &policy, &unchecked),
         ),
     );
     // A second pass changes nothing.
@@ -78,7 +78,7 @@ fn run_case(name: &str, policy: Policy) {
 
 fn run_bad(name: &str, policy: Policy) {
     let bytes = std::fs::read(file(&format!("{name}.xml"))).unwrap();
-    let err = parse::decode(&bytes, &policy.limits)
+    let err = decode(&bytes, &policy.limits)
         .and_then(|text| analyze(text, &policy).map(|_| ()))
         .expect_err("bad input must be refused");
     expect_file(&format!("{name}.err"), &format!("{err}\n"));
@@ -165,8 +165,8 @@ bad!(bad_override_value);
 bad!(bad_latin1_declaration);
 bad!(
     bad_too_large,
-    with(|p| p.limits = Limits {
+    with(|p| p.limits = InputLimits {
         max_input_bytes: 1024,
-        ..Limits::default()
+        ..InputLimits::default()
     })
 );

@@ -4,8 +4,8 @@
 //! pass is a no-op, and an unchanged document comes back byte-identical.
 
 use proptest::prelude::*;
-use vhostfix::rules::{Guests, TargetModel};
 use vhostfix::{analyze, NicStatus, Policy};
+use vhostfix::{Guests, TargetModel};
 
 #[derive(Debug, Clone)]
 struct Nic {
@@ -251,6 +251,6 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let p = Policy::default();
-        let _ = vhostfix::parse::decode(&bytes, &p.limits).and_then(|t| analyze(t, &p).map(|_| ()));
+        let _ = vhostfix::decode(&bytes, &p.limits).and_then(|t| analyze(t, &p).map(|_| ()));
     }
 }

@@ -1,25 +1,26 @@
 //! The operator's view of a running proxy: a root-only admin socket that
 //! answers each connection with the counters as one JSON object
-//! (`vhostfix proxy --stats` reads it), and readiness notes for systemd
-//! (`Type=notify`).
+//! (`vhostfix proxy --stats` reads it).
 
+use super::admit::peer_cred;
 use super::listen::Listener;
-use super::Shared;
+use super::shared::Shared;
+use crate::prometheus::{Exposition, Kind};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The admin socket; removed when dropped.
-pub struct Admin {
+pub(crate) struct Admin {
     _listener: Option<Arc<Listener>>,
 }
 
 /// Starts answering on `path` (nothing when empty). A socket that cannot be
 /// made is logged, not fatal: the relay matters more than its counters.
-pub fn start(path: &Path, shared: Arc<Shared>) -> Result<Admin> {
+pub(crate) fn start(path: &Path, shared: Arc<Shared>) -> Result<Admin> {
     if path.as_os_str().is_empty() {
         return Ok(Admin { _listener: None });
     }
@@ -36,7 +37,7 @@ pub fn start(path: &Path, shared: Arc<Shared>) -> Result<Admin> {
         .stack_size(128 * 1024)
         .spawn(move || {
             for c in sock.incoming().flatten() {
-                let root = super::fdpass::peer_cred(&c).is_ok_and(|p| p.uid == 0);
+                let root = peer_cred(&c).is_ok_and(|p| p.uid == 0);
                 if root {
                     let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
                     let _ = (&c).write_all(render_json(&shared.snapshot()).as_bytes());
@@ -59,7 +60,7 @@ fn render_json(pairs: &[(&str, u64)]) -> String {
 }
 
 /// Reads the counters of the proxy answering on `path`.
-pub fn fetch(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
+pub(crate) fn fetch(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
     let mut c = UnixStream::connect(path).with_context(|| {
         format!(
             "{}: cannot connect (is vhostfix proxy running, and are you root?)",
@@ -86,7 +87,7 @@ pub fn fetch(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
 
 /// The counters as text: `name value` lines, JSON, or Prometheus exposition
 /// (node_exporter's textfile collector reads the latter).
-pub fn render(pairs: &[(String, serde_json::Value)], format: &str) -> String {
+pub(crate) fn render(pairs: &[(String, serde_json::Value)], format: &str) -> String {
     let mut out = String::new();
     match format {
         "json" => {
@@ -95,24 +96,21 @@ pub fn render(pairs: &[(String, serde_json::Value)], format: &str) -> String {
             out.push('\n');
         }
         "prometheus" => {
+            let mut e = Exposition::default();
             for (k, v) in pairs {
                 let Some(n) = v.as_u64() else { continue };
-                let kind = if k.starts_with("connections_active")
+                let gauge = k.starts_with("connections_active")
                     || k.starts_with("connections_opening")
                     || k.starts_with("buffered")
-                    || k == "uptime_seconds"
-                {
-                    "gauge"
+                    || k == "uptime_seconds";
+                let (name, kind) = if gauge {
+                    (format!("vhostfix_proxy_{k}"), Kind::Gauge)
                 } else {
-                    "counter"
+                    (format!("vhostfix_proxy_{k}_total"), Kind::Counter)
                 };
-                let name = if kind == "counter" {
-                    format!("vhostfix_proxy_{k}_total")
-                } else {
-                    format!("vhostfix_proxy_{k}")
-                };
-                out.push_str(&format!("# TYPE {name} {kind}\n{name} {n}\n"));
+                e.family(&name, kind, "").sample(&name, &[], n);
             }
+            out = e.finish();
         }
         _ => {
             for (k, v) in pairs {
@@ -122,27 +120,6 @@ pub fn render(pairs: &[(String, serde_json::Value)], format: &str) -> String {
         }
     }
     out
-}
-
-/// Tells systemd about the service's state, when started with Type=notify
-/// (NOTIFY_SOCKET set); a no-op otherwise.
-pub fn notify(state: &str) {
-    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
-    };
-    let sent = if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        log::debug!("proxy: notifying systemd: {e}");
-    }
 }
 
 #[cfg(test)]

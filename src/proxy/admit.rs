@@ -11,31 +11,54 @@
 //!   that have not opened their libvirt connection yet (libvirtd stops
 //!   accepting anyone, root included, past its `max_anonymous_clients`).
 
-use super::fdpass::PeerCred;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+/// The credentials of the process at the other end of a UNIX socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerCred {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) pid: i32,
+}
+
+/// The peer's credentials. SO_PEERCRED goes through nix, whose answer keeps
+/// a pid of 0 (rustix's `Pid` cannot hold one).
+///
+/// `pid` is 0 when the peer lives in a PID namespace this process cannot see
+/// into (a container, `unshare --pid`): uid and gid are still right.
+pub(crate) fn peer_cred(sock: &UnixStream) -> io::Result<PeerCred> {
+    let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
+    Ok(PeerCred {
+        uid: c.uid(),
+        gid: c.gid(),
+        pid: c.pid(),
+    })
+}
 
 /// The limits in force (from `[proxy]`).
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_clients: usize,
-    pub per_user: usize,
-    pub reserved_for_root: usize,
-    pub max_unauthenticated: usize,
+pub(crate) struct AdmissionLimits {
+    pub(crate) max_clients: usize,
+    pub(crate) per_user: usize,
+    pub(crate) reserved_for_root: usize,
+    pub(crate) max_unauthenticated: usize,
 }
 
 /// Why a client is turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     NotAllowed,
     Full,
     UserFull,
 }
 
 impl Refusal {
-    pub fn message(self, c: &PeerCred, socket: &str, l: &Limits) -> String {
+    pub(crate) fn message(self, c: &PeerCred, socket: &str, l: &AdmissionLimits) -> String {
         match self {
             Refusal::NotAllowed => format!(
                 "access denied: vhostfix proxy: uid {} may not use {socket} (root and members of proxy.allowed_groups only; the read-only socket admits everyone)",
@@ -55,7 +78,7 @@ impl Refusal {
 
 /// True when the peer may use a socket: anyone on a read-only socket; root,
 /// or a member of an allowed group (primary or supplementary) otherwise.
-pub fn allowed(c: &PeerCred, read_only: bool, allowed_gids: &[u32]) -> bool {
+pub(crate) fn allowed(c: &PeerCred, read_only: bool, allowed_gids: &[u32]) -> bool {
     if read_only || c.uid == 0 {
         return true;
     }
@@ -105,27 +128,31 @@ struct Counts {
 
 /// The connection tally; a `Ticket` holds one place in it.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     counts: Mutex<Counts>,
     unauth: AtomicUsize,
 }
 
 /// One admitted connection's place; given back when dropped.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     tally: Arc<Tally>,
     uid: u32,
 }
 
 /// One non-root upstream connection that has not opened yet.
 #[derive(Debug)]
-pub struct OpenSlot {
+pub(crate) struct OpenSlot {
     tally: Arc<Tally>,
 }
 
 impl Tally {
     /// Takes a place for `uid`, or says why there is none.
-    pub fn admit(self: &Arc<Self>, uid: u32, l: &Limits) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        uid: u32,
+        l: &AdmissionLimits,
+    ) -> Result<Ticket, Refusal> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if c.total >= l.max_clients {
             return Err(Refusal::Full);
@@ -147,12 +174,12 @@ impl Tally {
         })
     }
 
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.counts.lock().map(|c| c.total).unwrap_or(0)
     }
 
     /// A slot for a non-root upstream connection that has not opened yet.
-    pub fn open_slot(self: &Arc<Self>, l: &Limits) -> Option<OpenSlot> {
+    pub(crate) fn open_slot(self: &Arc<Self>, l: &AdmissionLimits) -> Option<OpenSlot> {
         self.unauth
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < l.max_unauthenticated).then_some(n + 1)
@@ -163,7 +190,7 @@ impl Tally {
             })
     }
 
-    pub fn opening(&self) -> usize {
+    pub(crate) fn opening(&self) -> usize {
         self.unauth.load(Ordering::SeqCst)
     }
 }
@@ -190,79 +217,6 @@ impl Drop for OpenSlot {
     }
 }
 
-/// Logs refusals without letting a flood of them flood the log: the first,
-/// then at most one line per `every` that says how many were not logged.
-pub struct RateLimited {
-    every: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl RateLimited {
-    pub fn new(every: Duration) -> Self {
-        RateLimited {
-            every,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(suppressed)` when a line may be logged now.
-    pub fn allow(&self) -> Option<u64> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if s.0.is_some_and(|t| now.duration_since(t) < self.every) {
-            s.1 += 1;
-            return None;
-        }
-        let suppressed = s.1;
-        *s = (Some(now), 0);
-        Some(suppressed)
-    }
-}
-
-/// Counters an operator reads with `vhostfix proxy --stats`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub accepted: AtomicU64,
-    pub refused: AtomicU64,
-    pub calls_inspected: AtomicU64,
-    pub rewritten: AtomicU64,
-    pub denied: AtomicU64,
-    pub reported: AtomicU64,
-    pub errors: AtomicU64,
-    pub too_large: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub stray_fds: AtomicU64,
-    pub upstream_failures: AtomicU64,
-}
-
-impl Stats {
-    pub fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The counters as (name, value) pairs, in a fixed order.
-    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        vec![
-            ("connections_accepted", g(&self.accepted)),
-            ("connections_refused", g(&self.refused)),
-            ("calls_inspected", g(&self.calls_inspected)),
-            ("calls_rewritten", g(&self.rewritten)),
-            ("calls_denied", g(&self.denied)),
-            ("calls_reported", g(&self.reported)),
-            ("errors", g(&self.errors)),
-            ("frames_too_large", g(&self.too_large)),
-            ("timeouts", g(&self.timeouts)),
-            ("stray_fds_dropped", g(&self.stray_fds)),
-            ("upstream_failures", g(&self.upstream_failures)),
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +239,7 @@ mod tests {
 
     #[test]
     fn tally_caps_users_and_keeps_places_for_root() {
-        let l = Limits {
+        let l = AdmissionLimits {
             max_clients: 4,
             per_user: 2,
             reserved_for_root: 1,
@@ -311,12 +265,10 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_counts_what_it_holds_back() {
-        let r = RateLimited::new(Duration::from_millis(50));
-        assert_eq!(r.allow(), Some(0));
-        assert_eq!(r.allow(), None);
-        assert_eq!(r.allow(), None);
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(r.allow(), Some(2));
+    fn peer_cred_of_self() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let c = peer_cred(&a).unwrap();
+        assert_eq!(c.pid as u32, std::process::id());
+        assert_eq!(c.uid, nix::unistd::getuid().as_raw());
     }
 }

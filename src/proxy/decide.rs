@@ -1,17 +1,29 @@
-//! What the proxy does with one call: forward it, forward a corrected copy, or
-//! answer it with an error. Pure: the domain lookup a device call needs is
-//! passed in, so every branch is testable without a daemon.
+//! What the proxy does with one call from a client: forward it, forward a
+//! corrected copy, or answer it with an error. Three steps, each a function:
+//!
+//! 1. [`inspect`]: is it a call that carries XML, and might that XML hold a
+//!    vhost-user interface? (Most frames stop here.)
+//! 2. [`judge`]: the XML analysed with the shared verdict; a device call takes
+//!    the guest OS of its domain, asked of libvirt through [`Upstream`].
+//! 3. [`act`]: the configured action applied to the judgement.
+//!
+//! Pure apart from what [`Upstream`] answers, so every branch is testable
+//! without a daemon.
 
-use super::wire::{self, err, Header, XmlCall, XmlRole};
+use super::upstream::Upstream;
 use crate::config::{Config, FixedAbiAction, OnError, ProxyAction};
-use crate::logging::field;
-use crate::rules::LibvirtVersion;
-use crate::verdict::{self, Severity};
-use crate::{Analysis, NicStatus};
+use crate::core::analysis::{analyze, Analysis, NicStatus, Policy};
+use crate::core::escape::field;
+use crate::core::findings::{findings, unchecked, Severity};
+use crate::core::parse::{parse_any, InputError, InputLimits};
+use crate::rpc::calls::{replace_string, xml_call, XmlCall, XmlRole};
+use crate::rpc::error::{error_reply, CONFIG_UNSUPPORTED, FROM_DOMAIN};
+use crate::rpc::frame::Header;
+use crate::rpc::procs;
 
-/// The action for one frame.
+/// What to do with one frame.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum FrameAction {
     /// Relay the frame as it is.
     Forward,
     /// Relay this frame instead (the XML corrected, lengths recomputed).
@@ -22,7 +34,7 @@ pub enum Action {
 
 /// What the decision amounts to, for the proxy's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Not a call with vhost-user XML: nothing was looked at.
     NotInspected,
     /// Inspected; forwarded unchanged (nothing to change, or left to libvirt).
@@ -37,178 +49,212 @@ pub enum Outcome {
 
 /// The action plus a line for the log (`None`: not worth logging).
 #[derive(Debug)]
-pub struct Decision {
-    pub action: Action,
-    pub log: Option<(log::Level, String)>,
-    pub outcome: Outcome,
+pub(crate) struct Decision {
+    pub(crate) action: FrameAction,
+    pub(crate) log: Option<(log::Level, String)>,
+    pub(crate) outcome: Outcome,
 }
 
 impl Decision {
     fn forward() -> Decision {
         Decision {
-            action: Action::Forward,
+            action: FrameAction::Forward,
             log: None,
             outcome: Outcome::NotInspected,
         }
     }
-}
 
-/// Looks up the XML of the domain a device call names.
-pub type Lookup<'a> = dyn FnMut(&wire::DomainRef<'_>) -> Result<String, String> + 'a;
+    fn forwarded(outcome: Outcome, level: log::Level, line: String) -> Decision {
+        Decision {
+            action: FrameAction::Forward,
+            outcome,
+            log: Some((level, line)),
+        }
+    }
+}
 
 /// Decides about one frame from a client. `who` describes the client for logs.
-/// The libvirt release is the configuration's (`None`: unknown).
-pub fn decide(frame: &[u8], config: &Config, who: &str, lookup: &mut Lookup<'_>) -> Decision {
-    decide_with(frame, config, who, lookup, &mut || None)
-}
-
-/// [`decide`], with `version` asked for the upstream libvirt's release when a
-/// call needs a decision and the configuration does not name one.
-pub fn decide_with(
+/// The libvirt release is the configuration's, else `upstream`'s.
+pub(crate) fn decide(
     frame: &[u8],
     config: &Config,
     who: &str,
-    lookup: &mut Lookup<'_>,
-    version: &mut dyn FnMut() -> Option<LibvirtVersion>,
+    upstream: &mut dyn Upstream,
 ) -> Decision {
-    let Some(header) = Header::of_frame(frame) else {
-        return Decision::forward();
-    };
-    let call = match wire::xml_call(frame) {
-        Ok(Some(c)) => c,
+    let (header, call) = match inspect(frame, who) {
+        Ok(Some(found)) => found,
         Ok(None) => return Decision::forward(),
-        Err(e) => {
-            // libvirtd rejects undecodable arguments itself.
-            return Decision {
-                action: Action::Forward,
-                outcome: Outcome::NotInspected,
-                log: Some((
-                    log::Level::Debug,
-                    format!(
-                        "{who} proc={}: arguments not decoded ({e}); forwarded",
-                        header.procedure
-                    ),
-                )),
-            };
-        }
+        Err(d) => return d,
     };
     if config.proxy.action == ProxyAction::Off || !may_contain_vhostuser(call.xml) {
         return Decision::forward();
     }
-    let subject = |a: Option<&Analysis>| -> String {
-        match (&call.domain, a.and_then(|a| a.domain.as_ref())) {
+    let call = Call {
+        header,
+        call,
+        config,
+        who,
+    };
+    match judge(&call, upstream) {
+        Ok(Some(j)) => act(&call, frame, &j),
+        Ok(None) => Decision::forward(),
+        Err(why) => call.fail(why),
+    }
+}
+
+/// Step 1: the call's XML, when it carries any. `Err`: a decision already
+/// (arguments that do not decode: libvirtd rejects those itself).
+fn inspect<'f>(frame: &'f [u8], who: &str) -> Result<Option<(Header, XmlCall<'f>)>, Decision> {
+    let Some(header) = Header::of_frame(frame) else {
+        return Ok(None);
+    };
+    match xml_call(frame) {
+        Ok(Some(c)) => Ok(Some((header, c))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(Decision {
+            action: FrameAction::Forward,
+            outcome: Outcome::NotInspected,
+            log: Some((
+                log::Level::Debug,
+                format!(
+                    "{who} proc={}: arguments not decoded ({e}); forwarded",
+                    header.procedure
+                ),
+            )),
+        }),
+    }
+}
+
+/// A call being decided on, with what every step needs.
+struct Call<'a> {
+    header: Header,
+    call: XmlCall<'a>,
+    config: &'a Config,
+    who: &'a str,
+}
+
+impl Call<'_> {
+    /// The domain's name for messages: the call's, else the XML's, else `?`.
+    fn subject(&self, a: Option<&Analysis>) -> String {
+        match (&self.call.domain, a.and_then(|a| a.domain.as_ref())) {
             (Some(d), _) => d.name_lossy(),
             (None, Some(n)) => n.clone(),
             (None, None) => "?".into(),
         }
-    };
-    let fail = |why: String| -> Decision {
-        let what = format!("{who} proc={} domain={}", call.name, field(&subject(None)));
-        match config.proxy.on_error {
-            OnError::Allow => Decision {
-                action: Action::Forward,
-                outcome: Outcome::Error,
-                log: Some((
-                    log::Level::Warn,
-                    format!("{what}: {why}; forwarded unchanged (proxy.on_error = \"allow\")"),
-                )),
-            },
+    }
+
+    /// The XML could not be judged: `proxy.on_error` decides.
+    fn fail(&self, why: String) -> Decision {
+        let name = self.subject(None);
+        let what = format!(
+            "{} proc={} domain={}",
+            self.who,
+            self.call.name,
+            field(&name)
+        );
+        match self.config.proxy.on_error {
+            OnError::Allow => Decision::forwarded(
+                Outcome::Error,
+                log::Level::Warn,
+                format!("{what}: {why}; forwarded unchanged (proxy.on_error = \"allow\")"),
+            ),
             OnError::Deny => {
                 let msg = format!(
                     "unsupported configuration: vhostfix could not check {} of domain {}: {why}",
-                    call.name,
-                    field(&subject(None))
+                    self.call.name,
+                    field(&name)
                 );
                 refusal(
-                    &header,
+                    &self.header,
                     &msg,
                     format!("{what}: {why}; denied (proxy.on_error = \"deny\")"),
                     Outcome::Error,
                 )
             }
         }
-    };
-    let mut policy = config.policy();
-    if policy.libvirt.is_none() {
-        policy.libvirt = version();
     }
-    let Ok(text) = std::str::from_utf8(call.xml) else {
-        return fail("the XML is not valid UTF-8".into());
-    };
+}
+
+/// What step 2 found.
+struct Judgement<'t> {
+    /// The XML the analysis is of (a wrapped `<domain>` is a slice of the call's).
+    text: &'t str,
+    analysis: Analysis,
+    policy: Policy,
+    /// The messages of findings libvirt or the hook will refuse whatever the proxy does.
+    refused: Vec<String>,
+}
+
+/// Step 2: the XML analysed with the shared verdict. `Ok(None)`: nothing for
+/// the proxy in it after all (no `<domain>` in a wrapper, device XML other
+/// than an `<interface>`, a device call without a domain). `Err`: why it
+/// could not be judged.
+fn judge<'t>(c: &Call<'t>, upstream: &mut dyn Upstream) -> Result<Option<Judgement<'t>>, String> {
+    let mut policy = c.config.policy();
+    policy.libvirt = upstream.lib_version();
+    let text =
+        std::str::from_utf8(c.call.xml).map_err(|_| "the XML is not valid UTF-8".to_string())?;
     // Some calls carry the guest's <domain> inside a document of their own.
-    let text = match wrapper_of(call.procedure) {
+    let text = match wrapper_of(c.call.procedure) {
         Some((root, what)) => match embedded_domain(text, root, &policy.limits) {
             Ok(Some(t)) => t,
-            Ok(None) => return Decision::forward(),
-            Err(e) => return fail(format!("{what}: {e}")),
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("{what}: {e}")),
         },
         None => text,
     };
-    if call.role == XmlRole::Device {
-        let Some(dom) = call.domain else {
-            return Decision::forward();
+    if c.call.role == XmlRole::Device {
+        let Some(dom) = c.call.domain else {
+            return Ok(None);
         };
-        let os = lookup(&dom).and_then(|xml| {
-            crate::analyze(&xml, &config.policy())
+        let os = upstream.domain_xml(&dom).and_then(|xml| {
+            analyze(&xml, &c.config.policy())
                 .map(|a| a.detection)
                 .map_err(|e| format!("domain XML from libvirt: {e}"))
         });
-        match os {
-            Ok(d) => policy.guest_os = Some(d),
-            Err(e) => {
-                return fail(format!(
-                    "looking up domain {}: {e}",
-                    field(&dom.name_lossy())
-                ))
-            }
-        }
+        let os = os.map_err(|e| format!("looking up domain {}: {e}", field(&dom.name_lossy())))?;
+        policy.guest_os = Some(os);
     }
-    let a = match crate::analyze(text, &policy) {
+    let analysis = match analyze(text, &policy) {
         Ok(a) => a,
         // Device XML other than an <interface> is none of our business.
-        Err(crate::parse::InputError::UnexpectedRoot { .. }) if call.role == XmlRole::Device => {
-            return Decision::forward()
+        Err(InputError::UnexpectedRoot { .. }) if c.call.role == XmlRole::Device => {
+            return Ok(None)
         }
-        Err(e) => return fail(format!("XML: {e}")),
+        Err(e) => return Err(format!("XML: {e}")),
     };
     // The shared verdict; sockets are not probed at define time (the backend
     // need not run yet; the hook checks them at start).
-    let findings = verdict::findings(&a, &policy, &verdict::unchecked);
-    let refused: Vec<&str> = findings
-        .iter()
+    let refused = findings(&analysis, &policy, &unchecked)
+        .into_iter()
         .filter(|f| f.severity == Severity::Refused)
-        .map(|f| f.message.as_str())
+        .map(|f| f.message)
         .collect();
+    Ok(Some(Judgement {
+        text,
+        analysis,
+        policy,
+        refused,
+    }))
+}
+
+/// Step 3: the configured action applied to a judgement.
+fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
+    let a = &j.analysis;
     let what = format!(
-        "{who} proc={} domain={} verdict={} evidence={} vhostuser_nics={} libvirt={}",
-        call.name,
-        field(&subject(Some(&a))),
+        "{} proc={} domain={} verdict={} evidence={} vhostuser_nics={} libvirt={}",
+        c.who,
+        c.call.name,
+        field(&c.subject(Some(a))),
         a.detection.verdict,
         field(&a.detection.reason()),
         a.nics.len(),
-        policy
+        j.policy
             .libvirt
             .map_or_else(|| "unknown".to_string(), |v| v.to_string())
     );
     if !a.changes() {
-        let left = if a.violations_left() {
-            " (out of scope, left to libvirt)"
-        } else {
-            ""
-        };
-        let (level, also) = if refused.is_empty() {
-            (log::Level::Info, String::new())
-        } else {
-            (
-                log::Level::Warn,
-                format!("; not fixable here: {}", refused.join("; ")),
-            )
-        };
-        return Decision {
-            action: Action::Forward,
-            outcome: Outcome::Forwarded,
-            log: Some((level, format!("{what} action=forward{left}{also}"))),
-        };
+        return unchanged(a, &j.refused, what);
     }
     let fixes: Vec<String> = a
         .nics
@@ -223,58 +269,78 @@ pub fn decide_with(
             )
         })
         .collect();
+    let fixes = fixes.join(", ");
     let deny = |why: &str, key: &str| -> Decision {
-        let msg = deny_message(&call, &a, &subject(Some(&a)), why);
+        let msg = deny_message(&c.call, a, &c.subject(Some(a)), why);
         refusal(
-            &header,
+            &c.header,
             &msg,
-            format!("{what} action=deny ({key}): {}", fixes.join(", ")),
+            format!("{what} action=deny ({key}): {fixes}"),
             Outcome::Denied,
         )
     };
-    if call.role == XmlRole::FixedAbi {
-        return match config.proxy.fixed_abi_calls {
+    if c.call.role == XmlRole::FixedAbi {
+        return match c.config.proxy.fixed_abi_calls {
             FixedAbiAction::Deny => deny(
                 "this call keeps the guest's ABI (a saved, migrating or snapshotted guest), so the NIC model cannot change here; shut the guest down, correct its definition and boot it fresh",
                 "proxy.fixed_abi_calls = \"deny\"",
             ),
-            FixedAbiAction::Forward => Decision {
-                action: Action::Forward,
-                outcome: Outcome::Forwarded,
-                log: Some((log::Level::Warn, format!("{what} action=forward (fixed guest ABI, libvirt decides): {}", fixes.join(", ")))),
-            },
+            FixedAbiAction::Forward => Decision::forwarded(
+                Outcome::Forwarded,
+                log::Level::Warn,
+                format!("{what} action=forward (fixed guest ABI, libvirt decides): {fixes}"),
+            ),
         };
     }
-    if config.proxy.action == ProxyAction::Deny {
-        return deny(
+    match c.config.proxy.action {
+        ProxyAction::Deny => deny(
             "set a virtio model in the definition (vhostfix filter does this)",
             "proxy.action = \"deny\"",
-        );
+        ),
+        ProxyAction::Report => Decision::forwarded(
+            Outcome::Reported,
+            log::Level::Warn,
+            format!(
+                "{what} action=report (proxy.action = \"report\": forwarded unchanged; \"fix\" would rewrite): {fixes}"
+            ),
+        ),
+        ProxyAction::Fix | ProxyAction::Off => {
+            let new = a.output(j.text);
+            match replace_string(frame, c.call.range.clone(), new.as_bytes()) {
+                Some(f) => Decision {
+                    action: FrameAction::Replace(f),
+                    outcome: Outcome::Rewritten,
+                    log: Some((log::Level::Info, format!("{what} action=rewrite: {fixes}"))),
+                },
+                None => c.fail("the corrected XML would exceed libvirt's size limits".into()),
+            }
+        }
     }
-    if config.proxy.action == ProxyAction::Report {
-        return Decision {
-            action: Action::Forward,
-            outcome: Outcome::Reported,
-            log: Some((
-                log::Level::Warn,
-                format!(
-                    "{what} action=report (proxy.action = \"report\": forwarded unchanged; \"fix\" would rewrite): {}",
-                    fixes.join(", ")
-                ),
-            )),
-        };
-    }
-    let new = a.output(text);
-    match wire::replace_string(frame, call.range.clone(), new.as_bytes()) {
-        Some(f) => Decision {
-            action: Action::Replace(f),
-            outcome: Outcome::Rewritten,
-            log: Some((
-                log::Level::Info,
-                format!("{what} action=rewrite: {}", fixes.join(", ")),
-            )),
-        },
-        None => fail("the corrected XML would exceed libvirt's size limits".into()),
+}
+
+/// Nothing to change: forwarded, with a warning when libvirt or the hook
+/// will refuse it anyway.
+fn unchanged(a: &Analysis, refused: &[String], what: String) -> Decision {
+    let left = if a.violations_left() {
+        " (out of scope, left to libvirt)"
+    } else {
+        ""
+    };
+    if refused.is_empty() {
+        Decision::forwarded(
+            Outcome::Forwarded,
+            log::Level::Info,
+            format!("{what} action=forward{left}"),
+        )
+    } else {
+        Decision::forwarded(
+            Outcome::Forwarded,
+            log::Level::Warn,
+            format!(
+                "{what} action=forward{left}; not fixable here: {}",
+                refused.join("; ")
+            ),
+        )
     }
 }
 
@@ -284,10 +350,9 @@ pub fn decide_with(
 /// whose `<domain>` is the persistent definition sent with
 /// VIR_MIGRATE_PERSIST_DEST).
 fn wrapper_of(procedure: i32) -> Option<(&'static str, &'static str)> {
-    use wire::procs::*;
     match procedure {
-        DOMAIN_SNAPSHOT_CREATE_XML => Some(("domainsnapshot", "snapshot XML")),
-        DOMAIN_MIGRATE_FINISH3 | DOMAIN_MIGRATE_FINISH3_PARAMS => {
+        procs::DOMAIN_SNAPSHOT_CREATE_XML => Some(("domainsnapshot", "snapshot XML")),
+        procs::DOMAIN_MIGRATE_FINISH3 | procs::DOMAIN_MIGRATE_FINISH3_PARAMS => {
             Some(("qemu-migration", "migration cookie"))
         }
         _ => None,
@@ -299,9 +364,9 @@ fn wrapper_of(procedure: i32) -> Option<(&'static str, &'static str)> {
 fn embedded_domain<'t>(
     text: &'t str,
     root_name: &str,
-    limits: &crate::parse::Limits,
-) -> Result<Option<&'t str>, crate::parse::InputError> {
-    let doc = crate::parse::parse_any(text, limits)?;
+    limits: &InputLimits,
+) -> Result<Option<&'t str>, InputError> {
+    let doc = parse_any(text, limits)?;
     let root = doc.root_element();
     if root.tag_name().name() != root_name {
         return Ok(None);
@@ -315,13 +380,13 @@ fn embedded_domain<'t>(
 }
 
 /// A refused call: libvirt's "unsupported configuration" error reply, and a warning for the log.
-fn refusal(header: &wire::Header, message: &str, log: String, outcome: Outcome) -> Decision {
+fn refusal(header: &Header, message: &str, log: String, outcome: Outcome) -> Decision {
     Decision {
         outcome,
-        action: Action::Deny(wire::error_reply(
+        action: FrameAction::Deny(error_reply(
             header,
-            err::CONFIG_UNSUPPORTED,
-            err::FROM_DOMAIN,
+            CONFIG_UNSUPPORTED,
+            FROM_DOMAIN,
             message,
         )),
         log: Some((log::Level::Warn, log)),
@@ -355,7 +420,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// a DOCTYPE can declare entities that do (the parser refuses DTDs, and so must
 /// be asked), and a document that is not UTF-8 (a UTF-16 byte-order mark, NUL
 /// bytes) hides it from a byte search. Any of these means: parse it.
-pub fn may_contain_vhostuser(xml: &[u8]) -> bool {
+pub(crate) fn may_contain_vhostuser(xml: &[u8]) -> bool {
     contains(xml, b"vhostuser")
         || contains(xml, b"&#")
         || xml
@@ -369,10 +434,49 @@ pub fn may_contain_vhostuser(xml: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::wire::{
-        build_frame, decode_error, mtype, payload, procs, put_i32, put_string, put_u32, status,
-        PROG_REMOTE,
-    };
+    use crate::core::rules::LibvirtVersion;
+    use crate::rpc::error::decode_error;
+    use crate::rpc::frame::{build_frame, frame_len, mtype, payload, status, PROG_REMOTE};
+    use crate::rpc::xdr::{put_i32, put_string, put_u32, DomainRef};
+    use crate::rpc::{calls, procs};
+
+    /// libvirt as the tests need it: the domain lookup's answer (`None`: no
+    /// lookup may happen) and the release.
+    #[derive(Default)]
+    struct Fake {
+        answer: Option<Result<String, String>>,
+        version: Option<LibvirtVersion>,
+        looked: Vec<String>,
+        versions_asked: usize,
+    }
+
+    impl Fake {
+        fn answering(answer: Result<&str, &str>) -> Fake {
+            Fake {
+                answer: Some(answer.map(String::from).map_err(String::from)),
+                ..Fake::default()
+            }
+        }
+
+        fn at(version: &str) -> Fake {
+            Fake {
+                version: version.parse().ok(),
+                ..Fake::default()
+            }
+        }
+    }
+
+    impl Upstream for Fake {
+        fn domain_xml(&mut self, dom: &DomainRef<'_>) -> Result<String, String> {
+            self.looked.push(dom.name_lossy());
+            self.answer.clone().expect("no lookup expected")
+        }
+
+        fn lib_version(&mut self) -> Option<LibvirtVersion> {
+            self.versions_asked += 1;
+            self.version
+        }
+    }
 
     const WIN: &str = include_str!("../../examples/windows-vhostuser.xml");
     const NIC: &str = "<interface type='vhostuser'><source type='unix' path='/run/x.sock' mode='server'/><model type='e1000'/></interface>";
@@ -405,18 +509,19 @@ mod tests {
         call(procs::DOMAIN_ATTACH_DEVICE_FLAGS, &a)
     }
 
-    fn no_lookup() -> impl FnMut(&wire::DomainRef<'_>) -> Result<String, String> {
-        |_d: &wire::DomainRef<'_>| -> Result<String, String> { panic!("no lookup expected") }
-    }
-
     fn xml_of(frame: &[u8]) -> String {
-        String::from_utf8(wire::xml_call(frame).unwrap().unwrap().xml.to_vec()).unwrap()
+        String::from_utf8(calls::xml_call(frame).unwrap().unwrap().xml.to_vec()).unwrap()
     }
 
     #[test]
     fn windows_domain_is_rewritten() {
-        let d = decide(&define(WIN), &Config::default(), "uid=0", &mut no_lookup());
-        let Action::Replace(f) = d.action else {
+        let d = decide(
+            &define(WIN),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        let FrameAction::Replace(f) = d.action else {
             panic!("{:?}", d.action)
         };
         let xml = xml_of(&f);
@@ -444,15 +549,15 @@ mod tests {
         let mut c = Config::default();
         c.proxy.fixed_abi_calls = FixedAbiAction::Deny;
         // A plain snapshot (no REDEFINE) carries no domain to check.
-        let d = decide(&snapshot(0), &c, "uid=0", &mut no_lookup());
-        assert_eq!(d.action, Action::Forward);
+        let d = decide(&snapshot(0), &c, "uid=0", &mut Fake::default());
+        assert_eq!(d.action, FrameAction::Forward);
         let d = decide(
-            &snapshot(wire::SNAPSHOT_CREATE_REDEFINE),
+            &snapshot(calls::SNAPSHOT_CREATE_REDEFINE),
             &c,
             "uid=0",
-            &mut no_lookup(),
+            &mut Fake::default(),
         );
-        let Action::Deny(reply) = d.action else {
+        let FrameAction::Deny(reply) = d.action else {
             panic!("{:?}", d.action)
         };
         let e = decode_error(payload(&reply)).unwrap();
@@ -463,8 +568,13 @@ mod tests {
         );
         assert!(m.contains("has model e1000"), "{m}");
         // Forwarded unchanged by default: the guest ABI is fixed, libvirt decides.
-        let d = decide(&snapshot(1), &Config::default(), "uid=0", &mut no_lookup());
-        assert_eq!(d.action, Action::Forward);
+        let d = decide(
+            &snapshot(1),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        assert_eq!(d.action, FrameAction::Forward);
     }
 
     #[test]
@@ -474,19 +584,24 @@ mod tests {
             &define(&plain),
             &Config::default(),
             "uid=0",
-            &mut no_lookup(),
+            &mut Fake::default(),
         );
-        assert_eq!(d.action, Action::Forward);
-        let d = decide(&call(3, &[]), &Config::default(), "uid=0", &mut no_lookup());
-        assert_eq!(d.action, Action::Forward);
+        assert_eq!(d.action, FrameAction::Forward);
+        let d = decide(
+            &call(3, &[]),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        assert_eq!(d.action, FrameAction::Forward);
     }
 
     #[test]
     fn deny_policy_answers_with_config_unsupported() {
         let mut c = Config::default();
         c.proxy.action = ProxyAction::Deny;
-        let d = decide(&define(WIN), &c, "uid=0", &mut no_lookup());
-        let Action::Deny(reply) = d.action else {
+        let d = decide(&define(WIN), &c, "uid=0", &mut Fake::default());
+        let FrameAction::Deny(reply) = d.action else {
             panic!()
         };
         let h = Header::of_frame(&reply).unwrap();
@@ -503,30 +618,25 @@ mod tests {
 
     #[test]
     fn device_takes_the_os_of_its_domain() {
-        let mut looked = Vec::new();
-        let mut lookup = |d: &wire::DomainRef<'_>| -> Result<String, String> {
-            looked.push(d.name_lossy());
-            Ok(WIN.to_string())
-        };
+        let mut lookup = Fake::answering(Ok(WIN));
         let d = decide(
             &attach("win2019-vhu", NIC),
             &Config::default(),
             "uid=0",
             &mut lookup,
         );
-        let Action::Replace(f) = d.action else {
+        let FrameAction::Replace(f) = d.action else {
             panic!("{:?}", d.action)
         };
         assert!(xml_of(&f).contains("<model type='virtio'/>"));
-        assert_eq!(looked, vec!["win2019-vhu".to_string()]);
+        assert_eq!(lookup.looked, vec!["win2019-vhu".to_string()]);
         // Flags after the XML survive.
         assert_eq!(&f[f.len() - 4..], &2u32.to_be_bytes());
 
         let linux = "<domain type='qemu'><name>l</name><os><type>hvm</type></os></domain>";
-        let mut lookup =
-            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(linux.to_string()) };
+        let mut lookup = Fake::answering(Ok(linux));
         let d = decide(&attach("l", NIC), &Config::default(), "uid=0", &mut lookup);
-        assert_eq!(d.action, Action::Forward);
+        assert_eq!(d.action, FrameAction::Forward);
     }
 
     /// Issue 9 finding 9: names and evidence from the client are escaped in the log.
@@ -540,7 +650,7 @@ mod tests {
             &define(&evil),
             &Config::default(),
             "uid=0",
-            &mut no_lookup(),
+            &mut Fake::default(),
         );
         let (_, line) = d.log.unwrap();
         // (ESC cannot occur in XML; NEL and a bidi override can.)
@@ -549,9 +659,7 @@ mod tests {
             line.contains("domain='a\\nvhostfix: info: x\\' action=allow\\u{85}\\u{202e}' verdict=windows evidence='"),
             "{line}"
         );
-        let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> {
-            Err("Domain not found: 'x\ny'".into())
-        };
+        let mut lookup = Fake::answering(Err("Domain not found: 'x\ny'"));
         let d = decide(
             &attach("g\none", NIC),
             &Config::default(),
@@ -564,19 +672,18 @@ mod tests {
 
     #[test]
     fn failed_lookup_follows_on_error() {
-        let mut lookup =
-            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Err("no such domain".into()) };
+        let mut lookup = Fake::answering(Err("no such domain"));
         let d = decide(
             &attach("gone", NIC),
             &Config::default(),
             "uid=0",
             &mut lookup,
         );
-        assert_eq!(d.action, Action::Forward);
+        assert_eq!(d.action, FrameAction::Forward);
         let mut c = Config::default();
         c.proxy.on_error = OnError::Deny;
         let d = decide(&attach("gone", NIC), &c, "uid=0", &mut lookup);
-        assert!(matches!(d.action, Action::Deny(_)));
+        assert!(matches!(d.action, FrameAction::Deny(_)));
     }
 
     /// An incoming migration's finish: the cookie holds the persistent
@@ -625,8 +732,8 @@ mod tests {
                 "DOMAIN_MIGRATE_FINISH3"
             };
             let f = finish(params, true, 0);
-            let d = decide(&f, &deny, "uid=0", &mut no_lookup());
-            let Action::Deny(r) = d.action else {
+            let d = decide(&f, &deny, "uid=0", &mut Fake::default());
+            let FrameAction::Deny(r) = d.action else {
                 panic!("{name}: {:?}", d.action)
             };
             let m = decode_error(payload(&r)).unwrap().message.unwrap();
@@ -636,17 +743,27 @@ mod tests {
             );
             assert!(m.contains("has model e1000"), "{m}");
             // The default forwards, and says so in the log.
-            let d = decide(&f, &Config::default(), "uid=0", &mut no_lookup());
-            assert_eq!(d.action, Action::Forward, "{name}");
+            let d = decide(&f, &Config::default(), "uid=0", &mut Fake::default());
+            assert_eq!(d.action, FrameAction::Forward, "{name}");
             let (level, line) = d.log.unwrap();
             assert_eq!(level, log::Level::Warn);
             assert!(line.contains("fixed guest ABI"), "{line}");
             // A cancelled finish only cleans up; a cookie without a persistent
             // definition has nothing to check.
-            let d = decide(&finish(params, true, 1), &deny, "uid=0", &mut no_lookup());
-            assert_eq!(d.action, Action::Forward, "{name} cancelled");
-            let d = decide(&finish(params, false, 0), &deny, "uid=0", &mut no_lookup());
-            assert_eq!(d.action, Action::Forward, "{name} without <domain>");
+            let d = decide(
+                &finish(params, true, 1),
+                &deny,
+                "uid=0",
+                &mut Fake::default(),
+            );
+            assert_eq!(d.action, FrameAction::Forward, "{name} cancelled");
+            let d = decide(
+                &finish(params, false, 0),
+                &deny,
+                "uid=0",
+                &mut Fake::default(),
+            );
+            assert_eq!(d.action, FrameAction::Forward, "{name} without <domain>");
         }
     }
 
@@ -658,12 +775,14 @@ mod tests {
         put_string(&mut a, WIN.as_bytes());
         put_u32(&mut a, 0);
         let f = call(procs::DOMAIN_RESTORE_FLAGS, &a);
-        let d = decide(&f, &Config::default(), "uid=0", &mut no_lookup());
-        assert_eq!(d.action, Action::Forward);
+        let d = decide(&f, &Config::default(), "uid=0", &mut Fake::default());
+        assert_eq!(d.action, FrameAction::Forward);
         let mut c = Config::default();
         c.proxy.fixed_abi_calls = FixedAbiAction::Deny;
-        let d = decide(&f, &c, "uid=0", &mut no_lookup());
-        let Action::Deny(r) = d.action else { panic!() };
+        let d = decide(&f, &c, "uid=0", &mut Fake::default());
+        let FrameAction::Deny(r) = d.action else {
+            panic!()
+        };
         assert!(decode_error(payload(&r))
             .unwrap()
             .message
@@ -674,17 +793,16 @@ mod tests {
     #[test]
     fn non_interface_devices_and_bad_xml() {
         let disk = "<disk type='file'><source file='/vhostuser'/></disk>";
-        let mut lookup =
-            |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(WIN.to_string()) };
+        let mut lookup = Fake::answering(Ok(WIN));
         let d = decide(&attach("w", disk), &Config::default(), "uid=0", &mut lookup);
-        assert_eq!(d.action, Action::Forward);
+        assert_eq!(d.action, FrameAction::Forward);
         let d = decide(
             &define("<domain><vhostuser"),
             &Config::default(),
             "uid=0",
-            &mut no_lookup(),
+            &mut Fake::default(),
         );
-        assert_eq!(d.action, Action::Forward);
+        assert_eq!(d.action, FrameAction::Forward);
     }
 
     #[test]
@@ -692,41 +810,28 @@ mod tests {
         // No <model>: libvirt 11.3 fills in virtio itself, 9.0 refuses it.
         let xml = WIN.replace("<model type='e1000'/>", "");
         assert_ne!(xml, WIN);
-        let mut asked = 0;
-        let mut v11 = || {
-            asked += 1;
-            "11.3.0".parse().ok()
-        };
-        let d = decide_with(
-            &define(&xml),
-            &Config::default(),
-            "uid=0",
-            &mut no_lookup(),
-            &mut v11,
-        );
-        assert_eq!(d.action, Action::Forward);
+        let mut v11 = Fake::at("11.3.0");
+        let d = decide(&define(&xml), &Config::default(), "uid=0", &mut v11);
+        assert_eq!(d.action, FrameAction::Forward);
         assert!(d.log.unwrap().1.contains("libvirt=11.3.0 action=forward"));
-        assert_eq!(asked, 1);
-        let mut v9 = || "9.0.0".parse().ok();
-        let d = decide_with(
+        assert_eq!(v11.versions_asked, 1);
+        let d = decide(
             &define(&xml),
             &Config::default(),
             "uid=0",
-            &mut no_lookup(),
-            &mut v9,
+            &mut Fake::at("9.0.0"),
         );
-        assert!(matches!(d.action, Action::Replace(_)), "{:?}", d.action);
+        assert!(
+            matches!(d.action, FrameAction::Replace(_)),
+            "{:?}",
+            d.action
+        );
         // Calls without vhost-user XML never ask.
-        let mut never = || -> Option<LibvirtVersion> { panic!("asked") };
         let plain = WIN.replace("vhostuser", "network");
-        let d = decide_with(
-            &define(&plain),
-            &Config::default(),
-            "uid=0",
-            &mut no_lookup(),
-            &mut never,
-        );
-        assert_eq!(d.action, Action::Forward);
+        let mut never = Fake::at("9.0.0");
+        let d = decide(&define(&plain), &Config::default(), "uid=0", &mut never);
+        assert_eq!(d.action, FrameAction::Forward);
+        assert_eq!(never.versions_asked, 0);
     }
 
     #[test]
@@ -757,8 +862,13 @@ mod tests {
     fn character_reference_in_the_type_is_rewritten_like_filter_does() {
         let xml = WIN.replace("type='vhostuser'", "type='vhost&#117;ser'");
         assert_ne!(xml, WIN);
-        let d = decide(&define(&xml), &Config::default(), "uid=0", &mut no_lookup());
-        let Action::Replace(f) = d.action else {
+        let d = decide(
+            &define(&xml),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        let FrameAction::Replace(f) = d.action else {
             panic!("{:?}", d.action)
         };
         let out = xml_of(&f);
@@ -776,19 +886,17 @@ mod tests {
             let mut f = define(WIN);
             if flip < f.len() { f[flip] ^= byte; }
             f.truncate(cut.max(28));
-            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Ok(WIN.to_string()) };
-            let d = decide(&f, &Config::default(), "t", &mut lookup);
-            if let Action::Replace(r) = d.action {
-                proptest::prop_assert_eq!(wire::frame_len(r[..4].try_into().unwrap()), Ok(r.len()));
+            let d = decide(&f, &Config::default(), "t", &mut Fake::answering(Ok(WIN)));
+            if let FrameAction::Replace(r) = d.action {
+                proptest::prop_assert_eq!(frame_len(r[..4].try_into().unwrap()), Ok(r.len()));
             }
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let mut lookup = |_d: &wire::DomainRef<'_>| -> Result<String, String> { Err("x".into()) };
-            let _ = decide(&data, &Config::default(), "t", &mut lookup);
-            let _ = wire::fd_count(&data);
-            let _ = wire::decode_error(&data);
+            let _ = decide(&data, &Config::default(), "t", &mut Fake::answering(Err("x")));
+            let _ = crate::rpc::frame::fd_count(&data);
+            let _ = decode_error(&data);
         }
     }
 }

@@ -17,12 +17,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 /// A bound socket that unlinks its path on drop.
-pub struct Listener {
-    pub path: PathBuf,
-    pub sock: UnixListener,
+pub(crate) struct Listener {
+    pub(crate) path: PathBuf,
+    pub(crate) sock: UnixListener,
     /// Clients of this socket are relayed to this upstream socket.
-    pub upstream: PathBuf,
-    pub read_only: bool,
+    pub(crate) upstream: PathBuf,
+    pub(crate) read_only: bool,
     /// Device and inode of the socket we created; `None`: not ours to remove.
     id: Option<(u64, u64)>,
 }
@@ -54,7 +54,7 @@ fn check_dir(dir: &Path, socket: &Path) -> Result<()> {
 }
 
 /// Resolves a group name (or a number) to a gid.
-pub fn group_id(name: &str) -> Result<u32> {
+pub(crate) fn group_id(name: &str) -> Result<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
@@ -66,7 +66,7 @@ pub fn group_id(name: &str) -> Result<u32> {
 }
 
 impl Listener {
-    pub fn bind(
+    pub(crate) fn bind(
         path: &Path,
         mode: u32,
         gid: u32,
@@ -131,7 +131,7 @@ impl Listener {
     }
 
     /// A socket systemd opened and passed (socket activation).
-    pub fn passed(
+    pub(crate) fn passed(
         sock: UnixListener,
         path: PathBuf,
         upstream: PathBuf,
@@ -150,7 +150,7 @@ impl Listener {
 /// Listening sockets passed by systemd (LISTEN_PID, LISTEN_FDS,
 /// LISTEN_FDNAMES), by name: `vhostfix-rw` and `vhostfix-ro`. Empty when the
 /// process was not socket-activated.
-pub fn from_systemd() -> Result<Vec<(String, UnixListener)>> {
+pub(crate) fn from_systemd() -> Result<Vec<(String, UnixListener)>> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .unwrap_or_default()
         .split(':')

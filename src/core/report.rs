@@ -3,13 +3,14 @@
 //! The text forms are for people (stderr summaries, `check`); the JSON form is
 //! one object per file for automation and is a stable interface.
 
-use crate::verdict::{self, Finding, Kind, Severity};
-use crate::{Analysis, NicStatus};
+use super::analysis::{Analysis, NicStatus, NETKVM_WARNING};
+use super::detect::Verdict;
+use super::findings::{not_compliant, worst, Finding, Severity};
 use serde_json::json;
 use std::fmt::Write;
 
 /// One line per changed NIC, for `filter`'s stderr.
-pub fn change_lines(a: &Analysis) -> Vec<String> {
+pub(crate) fn change_lines(a: &Analysis) -> Vec<String> {
     a.nics
         .iter()
         .filter(|n| n.status == NicStatus::Fixed)
@@ -30,7 +31,7 @@ pub fn change_lines(a: &Analysis) -> Vec<String> {
 }
 
 /// The readable report `check` prints; `findings` is the shared verdict
-/// ([`crate::verdict::findings`]).
+/// ([`super::findings::findings`]).
 pub fn text(name: &str, a: &Analysis, findings: &[Finding]) -> String {
     let mut s = String::new();
     let fixed = a
@@ -42,7 +43,7 @@ pub fn text(name: &str, a: &Analysis, findings: &[Finding]) -> String {
         format!("would change {fixed} of {} vhost-user NIC(s)", a.nics.len())
     } else if a.violations_left() {
         "not compliant, left alone by policy".to_string()
-    } else if verdict::worst(findings) == Some(Severity::Refused) {
+    } else if worst(findings) == Some(Severity::Refused) {
         "not compliant: libvirt or the vhostfix hook will refuse it".to_string()
     } else if a.nics.is_empty() {
         "compliant (no vhost-user NIC)".to_string()
@@ -78,26 +79,18 @@ pub fn text(name: &str, a: &Analysis, findings: &[Finding]) -> String {
         let state = if m.shared { "shared" } else { "not shared" };
         let _ = writeln!(s, "  guest memory: {state} ({})", m.reason);
     }
-    for w in &a.warnings {
-        let _ = writeln!(s, "  warning: {w}");
+    if fixed > 0 && a.detection.verdict == Verdict::Windows {
+        let _ = writeln!(s, "  warning: {NETKVM_WARNING}");
     }
-    // The analysis' warnings already say what models and memory lack.
-    for f in findings {
-        match f.kind {
-            Kind::ClientSocket => {
-                let _ = writeln!(s, "  refused: {}", f.message);
-            }
-            Kind::MemfdDefault => {
-                let _ = writeln!(s, "  warning: {}", f.message);
-            }
-            Kind::Model | Kind::ModelOutOfScope | Kind::SharedMemory => {}
-        }
+    // Each finding under its severity; a fix is already on its NIC's line.
+    for f in findings.iter().filter(|f| f.severity != Severity::Fixable) {
+        let _ = writeln!(s, "  {}: {}", f.severity, f.message);
     }
     s
 }
 
 /// The JSON object `check --json` prints for one file.
-pub fn json(name: &str, a: &Analysis, findings: &[Finding]) -> serde_json::Value {
+pub(crate) fn json(name: &str, a: &Analysis, findings: &[Finding]) -> serde_json::Value {
     json!({
         "file": name,
         "kind": a.kind,
@@ -108,14 +101,14 @@ pub fn json(name: &str, a: &Analysis, findings: &[Finding]) -> serde_json::Value
         "nics": a.nics,
         "memory": a.memory,
         "changed": a.changes(),
-        "compliant": !verdict::not_compliant(findings),
-        "worst": verdict::worst(findings),
+        "compliant": !not_compliant(findings),
+        "worst": worst(findings),
         "findings": findings,
         "warnings": a.warnings,
     })
 }
 
 /// The JSON object for a file that could not be analysed.
-pub fn json_error(name: &str, error: &str) -> serde_json::Value {
+pub(crate) fn json_error(name: &str, error: &str) -> serde_json::Value {
     json!({ "file": name, "error": error })
 }

@@ -5,7 +5,7 @@
 //! quoting, attribute order and line endings all survive, and a diff of the result
 //! shows exactly the changed lines.
 
-use crate::rules::{ModelSlot, VhostUserNic};
+use super::rules::{ModelSlot, VhostUserNic};
 use std::io::{self, Write};
 use std::ops::Range;
 
@@ -23,9 +23,9 @@ pub struct Edit {
 /// * no `<model>`: a new `<model type='virtio'/>` goes after the last child
 ///   element, preceded by the same whitespace (line ending and indentation) that
 ///   precedes that child, so it sits on its own line like its siblings.
-pub fn model_edit(text: &str, nic: &VhostUserNic, target: &str) -> Edit {
+pub(crate) fn model_edit(text: &str, nic: &VhostUserNic, target: &str) -> Edit {
     match nic.slot {
-        ModelSlot::Typed(_, attr) => Edit {
+        ModelSlot::Typed(attr) => Edit {
             range: attr.range_value(),
             with: target.to_string(),
         },
@@ -106,7 +106,7 @@ pub fn write_edited<W: Write>(w: &mut W, text: &str, edits: &[Edit]) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::vhostuser_nics;
+    use crate::core::rules::vhostuser_nics;
 
     fn fix(xml: &str) -> String {
         let doc = roxmltree::Document::parse(xml).unwrap();

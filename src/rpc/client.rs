@@ -1,7 +1,6 @@
 //! A small libvirt RPC client over a local UNIX socket: the few calls `audit`
-//! and the proxy's own upstream connection need. Framing and XDR come from
-//! `proxy::wire`; the conversation is the one virsh starts with (AUTH_LIST,
-//! CONNECT_OPEN), per libvirt's `remote_protocol.x`:
+//! and the proxy's own upstream connection need. The conversation is the one
+//! virsh starts with (AUTH_LIST, CONNECT_OPEN), per libvirt's `remote_protocol.x`:
 //!
 //! | proc | name | args -> reply |
 //! |---|---|---|
@@ -10,38 +9,92 @@
 //! | 157 | CONNECT_GET_LIB_VERSION | - -> `unsigned hyper lib_ver` |
 //! | 273 | CONNECT_LIST_ALL_DOMAINS | `int need_results, u32 flags` -> `remote_nonnull_domain domains<>, u32 ret` |
 //! | 14 | DOMAIN_GET_XML_DESC | `remote_nonnull_domain dom, u32 flags` -> `remote_nonnull_string xml` |
+//!
+//! Errors keep libvirt's code ([`RpcError::Libvirt`]), so a caller branches on
+//! the code, never on the text.
 
-use crate::proxy::fdpass::{write_frame, FrameReader, ReadError};
-use crate::proxy::wire::{self, mtype, procs, status, Header, Xdr, PROG_REMOTE, PROTOCOL_VERSION};
-use crate::rules::LibvirtVersion;
+use super::error::{decode_error, NO_DOMAIN};
+use super::frame::{build_frame, mtype, payload, status, Header, PROG_REMOTE, PROTOCOL_VERSION};
+use super::procs;
+use super::transport::{write_frame, FrameReader, ReadError};
+use super::xdr::{put_i32, put_opt_string, put_u32, Xdr, XdrError};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// REMOTE_PROC_CONNECT_GET_LIB_VERSION.
-pub const CONNECT_GET_LIB_VERSION: i32 = 157;
-/// REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS.
-pub const CONNECT_LIST_ALL_DOMAINS: i32 = 273;
 /// VIR_CONNECT_RO: the connection only reads.
-pub const CONNECT_RO: u32 = 1;
+pub(crate) const CONNECT_RO: u32 = 1;
 /// VIR_DOMAIN_XML_INACTIVE: the persistent definition, not the running state.
-pub const XML_INACTIVE: u32 = 2;
+pub(crate) const XML_INACTIVE: u32 = 2;
 /// Most domains one listing may return (REMOTE_DOMAIN_LIST_MAX).
 const DOMAIN_LIST_MAX: u32 = 16384;
+/// libvirt's sockets for qemu:///system: the modular daemon's, else libvirtd's.
+const VIRTQEMUD_SOCK: &str = "/run/libvirt/virtqemud-sock";
+const LIBVIRTD_SOCK: &str = "/run/libvirt/libvirt-sock";
 
-/// A libvirt error or a transport failure, as one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RpcError(pub String);
+/// Why a call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RpcError {
+    #[error("{}: cannot connect: {source}", path.display())]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("reading: {0}")]
+    Read(ReadError),
+    #[error("libvirt did not answer in time")]
+    Timeout,
+    /// A reply that does not decode, or says what cannot be.
+    #[error("{what} reply: {detail}")]
+    Reply { what: &'static str, detail: String },
+    /// libvirt answered with an error (`remote_error`).
+    #[error("{message}")]
+    Libvirt {
+        code: i32,
+        domain: i32,
+        message: String,
+    },
+    /// Opening the connection failed (authentication, driver).
+    #[error("opening the connection: {0}")]
+    Open(Box<RpcError>),
+    #[error("{0}")]
+    Uri(String),
+}
+
+impl RpcError {
+    /// libvirt's error code, when libvirt answered with one.
+    pub(crate) fn code(&self) -> Option<i32> {
+        match self {
+            RpcError::Libvirt { code, .. } => Some(*code),
+            RpcError::Open(e) => e.code(),
+            _ => None,
+        }
+    }
+
+    /// True when libvirt says the domain does not exist (VIR_ERR_NO_DOMAIN).
+    pub(crate) fn is_no_domain(&self) -> bool {
+        self.code() == Some(NO_DOMAIN)
+    }
+
+    fn reply(what: &'static str, e: XdrError) -> RpcError {
+        RpcError::Reply {
+            what,
+            detail: e.to_string(),
+        }
+    }
+}
 
 /// A domain as libvirt lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Domain {
-    pub name: String,
+pub(crate) struct Domain {
+    pub(crate) name: String,
     /// Raw 16-byte UUID.
-    pub uuid: Vec<u8>,
+    pub(crate) uuid: Vec<u8>,
     /// -1 when not running.
-    pub id: i32,
+    pub(crate) id: i32,
     /// The `remote_nonnull_domain` encoding, for calls about it.
     raw: Vec<u8>,
 }
@@ -57,12 +110,12 @@ impl Domain {
         }
     }
 
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.id >= 0
     }
 
     /// `0c4b5c2e-0000-4000-8000-000000000001`.
-    pub fn uuid_string(&self) -> String {
+    pub(crate) fn uuid_string(&self) -> String {
         let h: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
         if h.len() != 32 {
             return h;
@@ -79,7 +132,7 @@ impl Domain {
 }
 
 /// One open connection.
-pub struct Client {
+pub(crate) struct Client {
     sock: UnixStream,
     reader: FrameReader,
     serial: u32,
@@ -87,18 +140,24 @@ pub struct Client {
 
 impl Client {
     /// Connects to `path` and opens `uri` (`None`: the daemon's default driver).
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         uri: Option<&[u8]>,
         read_only: bool,
         timeout: Duration,
     ) -> Result<Client, RpcError> {
-        let sock = UnixStream::connect(path)
-            .map_err(|e| RpcError(format!("{}: cannot connect: {e}", path.display())))?;
+        let sock = UnixStream::connect(path).map_err(|source| RpcError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let setup = |source| RpcError::Io {
+            what: "setting up the socket",
+            source,
+        };
         sock.set_read_timeout(Some(timeout))
             .and_then(|()| sock.set_write_timeout(Some(timeout)))
-            .map_err(|e| RpcError(e.to_string()))?;
-        let reader = FrameReader::new(sock.try_clone().map_err(|e| RpcError(e.to_string()))?);
+            .map_err(setup)?;
+        let reader = FrameReader::new(sock.try_clone().map_err(setup)?);
         let mut c = Client {
             sock,
             reader,
@@ -106,35 +165,36 @@ impl Client {
         };
         c.call(procs::AUTH_LIST, &[])?;
         let mut args = Vec::new();
-        wire::put_opt_string(&mut args, uri);
-        wire::put_u32(&mut args, if read_only { CONNECT_RO } else { 0 });
+        put_opt_string(&mut args, uri);
+        put_u32(&mut args, if read_only { CONNECT_RO } else { 0 });
         c.call(procs::CONNECT_OPEN, &args)
-            .map_err(|e| RpcError(format!("opening the connection: {e}")))?;
+            .map_err(|e| RpcError::Open(Box::new(e)))?;
         Ok(c)
     }
 
-    /// The release of the libvirt daemon at the other end.
-    pub fn lib_version(&mut self) -> Result<LibvirtVersion, RpcError> {
-        let r = self.call(CONNECT_GET_LIB_VERSION, &[])?;
-        let n = Xdr::new(&r)
+    /// The release of the libvirt daemon at the other end, in libvirt's
+    /// numeric form (`major * 1_000_000 + minor * 1000 + micro`).
+    pub(crate) fn lib_version(&mut self) -> Result<u64, RpcError> {
+        let r = self.call(procs::CONNECT_GET_LIB_VERSION, &[])?;
+        Xdr::new(&r)
             .hyper()
-            .map_err(|e| RpcError(format!("CONNECT_GET_LIB_VERSION reply: {e}")))?;
-        LibvirtVersion::from_number(n).ok_or_else(|| RpcError(format!("bad libvirt version {n}")))
+            .map_err(|e| RpcError::reply("CONNECT_GET_LIB_VERSION", e))
     }
 
     /// Every domain, defined or running (flags 0 = no filter).
-    pub fn list_all_domains(&mut self) -> Result<Vec<Domain>, RpcError> {
+    pub(crate) fn list_all_domains(&mut self) -> Result<Vec<Domain>, RpcError> {
         let mut args = Vec::new();
-        wire::put_i32(&mut args, 1);
-        wire::put_u32(&mut args, 0);
-        let r = self.call(CONNECT_LIST_ALL_DOMAINS, &args)?;
-        let bad = |e: wire::XdrError| RpcError(format!("CONNECT_LIST_ALL_DOMAINS reply: {e}"));
+        put_i32(&mut args, 1);
+        put_u32(&mut args, 0);
+        let r = self.call(procs::CONNECT_LIST_ALL_DOMAINS, &args)?;
+        let bad = |e| RpcError::reply("CONNECT_LIST_ALL_DOMAINS", e);
         let mut x = Xdr::new(&r);
         let n = x.u32().map_err(bad)?;
         if n > DOMAIN_LIST_MAX {
-            return Err(RpcError(format!(
-                "libvirt listed {n} domains, more than {DOMAIN_LIST_MAX}"
-            )));
+            return Err(RpcError::Reply {
+                what: "CONNECT_LIST_ALL_DOMAINS",
+                detail: format!("{n} domains, more than {DOMAIN_LIST_MAX}"),
+            });
         }
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -150,23 +210,26 @@ impl Client {
     }
 
     /// A domain's XML; `flags` as virDomainGetXMLDesc's (e.g. [`XML_INACTIVE`]).
-    pub fn domain_xml(&mut self, dom: &Domain, flags: u32) -> Result<String, RpcError> {
+    pub(crate) fn domain_xml(&mut self, dom: &Domain, flags: u32) -> Result<String, RpcError> {
         self.domain_xml_raw(&dom.raw, flags)
     }
 
     /// The same for a `remote_nonnull_domain` encoding taken from a call.
-    pub fn domain_xml_raw(&mut self, raw: &[u8], flags: u32) -> Result<String, RpcError> {
+    pub(crate) fn domain_xml_raw(&mut self, raw: &[u8], flags: u32) -> Result<String, RpcError> {
         let mut args = raw.to_vec();
-        wire::put_u32(&mut args, flags);
+        put_u32(&mut args, flags);
         let r = self.call(procs::DOMAIN_GET_XML_DESC, &args)?;
         let xml = Xdr::new(&r)
             .string()
-            .map_err(|e| RpcError(format!("DOMAIN_GET_XML_DESC reply: {e}")))?;
-        String::from_utf8(xml.to_vec()).map_err(|_| RpcError("domain XML is not UTF-8".into()))
+            .map_err(|e| RpcError::reply("DOMAIN_GET_XML_DESC", e))?;
+        String::from_utf8(xml.to_vec()).map_err(|_| RpcError::Reply {
+            what: "DOMAIN_GET_XML_DESC",
+            detail: "the domain XML is not UTF-8".into(),
+        })
     }
 
     /// One call; the reply payload, or libvirt's error message.
-    pub fn call(&mut self, procedure: i32, args: &[u8]) -> Result<Vec<u8>, RpcError> {
+    pub(crate) fn call(&mut self, procedure: i32, args: &[u8]) -> Result<Vec<u8>, RpcError> {
         let serial = self.serial;
         self.serial = self.serial.wrapping_add(1);
         let h = Header {
@@ -177,19 +240,21 @@ impl Client {
             serial,
             status: status::OK,
         };
-        write_frame(&self.sock, &wire::build_frame(&h, args), &[])
-            .map_err(|e| RpcError(format!("sending: {e}")))?;
+        write_frame(&self.sock, &build_frame(&h, args), &[]).map_err(|source| RpcError::Io {
+            what: "sending",
+            source,
+        })?;
         loop {
             let f = self.reader.read_frame().map_err(|e| match e {
                 ReadError::Io(io)
                     if matches!(
                         io.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    RpcError("libvirt did not answer in time".into())
+                    RpcError::Timeout
                 }
-                e => RpcError(format!("reading: {e}")),
+                e => RpcError::Read(e),
             })?;
             let Some(r) = Header::of_frame(f.bytes) else {
                 continue;
@@ -198,15 +263,18 @@ impl Client {
             if r.prog != PROG_REMOTE || !r.is_reply() || r.serial != serial {
                 continue;
             }
-            let p = wire::payload(f.bytes).to_vec();
+            let p = payload(f.bytes).to_vec();
             if r.status == status::OK {
                 return Ok(p);
             }
-            let e = wire::decode_error(&p).map_err(|e| RpcError(format!("error reply: {e}")))?;
-            return Err(RpcError(
-                e.message
+            let e = decode_error(&p).map_err(|e| RpcError::reply("error", e))?;
+            return Err(RpcError::Libvirt {
+                code: e.code,
+                domain: e.domain,
+                message: e
+                    .message
                     .unwrap_or_else(|| format!("libvirt error {}", e.code)),
-            ));
+            });
         }
     }
 }
@@ -214,15 +282,8 @@ impl Client {
 /// Where to connect for `--connect`: a socket path as is; `qemu:///system`
 /// (optionally `?socket=PATH`) or nothing: virtqemud's socket when it exists,
 /// else libvirtd's. Returns the socket and the URI to open.
-pub fn resolve(connect: Option<&str>) -> Result<(PathBuf, Option<String>), RpcError> {
-    let default = || {
-        let modular = Path::new("/run/libvirt/virtqemud-sock");
-        if modular.exists() {
-            modular.to_path_buf()
-        } else {
-            PathBuf::from("/run/libvirt/libvirt-sock")
-        }
-    };
+pub(crate) fn resolve(connect: Option<&str>) -> Result<(PathBuf, Option<String>), RpcError> {
+    let default = default_socket;
     let Some(c) = connect.filter(|c| !c.is_empty()) else {
         return Ok((default(), Some("qemu:///system".into())));
     };
@@ -231,7 +292,7 @@ pub fn resolve(connect: Option<&str>) -> Result<(PathBuf, Option<String>), RpcEr
     }
     let (base, query) = c.split_once('?').unwrap_or((c, ""));
     if base != "qemu:///system" {
-        return Err(RpcError(format!(
+        return Err(RpcError::Uri(format!(
             "{c}: only qemu:///system (optionally ?socket=PATH) or a socket path is supported"
         )));
     }
@@ -240,6 +301,18 @@ pub fn resolve(connect: Option<&str>) -> Result<(PathBuf, Option<String>), RpcEr
         .find_map(|kv| kv.strip_prefix("socket="))
         .map(PathBuf::from);
     Ok((socket.unwrap_or_else(default), Some(base.to_string())))
+}
+
+/// libvirt's read-write socket for qemu:///system on this host:
+/// virtqemud's when it exists (modular daemons), else libvirtd's. The same
+/// choice libvirt's own client makes in its default (auto) mode.
+pub(crate) fn default_socket() -> PathBuf {
+    let modular = Path::new(VIRTQEMUD_SOCK);
+    if modular.exists() {
+        modular.to_path_buf()
+    } else {
+        PathBuf::from(LIBVIRTD_SOCK)
+    }
 }
 
 #[cfg(test)]

@@ -10,15 +10,15 @@ use std::fmt;
 
 /// Bounds applied to every input before and while it is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct InputLimits {
     pub max_input_bytes: usize,
     pub max_depth: u32,
     pub max_nodes: u32,
 }
 
-impl Default for Limits {
+impl Default for InputLimits {
     fn default() -> Self {
-        Limits {
+        InputLimits {
             max_input_bytes: 32 * 1024 * 1024,
             max_depth: 256,
             max_nodes: 1_000_000,
@@ -41,7 +41,7 @@ impl fmt::Display for Pos {
 
 /// `NAME:LINE:COL: what` when `message` starts with a position (the form
 /// compilers use, which editors jump to), else `NAME: message`.
-pub fn located(name: &str, message: &str) -> String {
+pub(crate) fn located(name: &str, message: &str) -> String {
     let positioned = message.split_once(": ").is_some_and(|(head, _)| {
         head.split_once(':').is_some_and(|(l, c)| {
             !l.is_empty()
@@ -59,7 +59,7 @@ pub fn located(name: &str, message: &str) -> String {
 
 impl Pos {
     /// Position of byte offset `at` in `text` (which must be a char boundary).
-    pub fn of(text: &str, at: usize) -> Pos {
+    pub(crate) fn of(text: &str, at: usize) -> Pos {
         let before = &text.as_bytes()[..at.min(text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let line_start = before
@@ -83,14 +83,14 @@ impl Pos {
 
 /// Computes positions for offsets visited in increasing order in O(total length):
 /// a document with thousands of NICs must not be rescanned from the start for each.
-pub struct PosCursor<'a> {
+pub(crate) struct PosCursor<'a> {
     text: &'a str,
     at: usize,
     pos: Pos,
 }
 
 impl<'a> PosCursor<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         PosCursor {
             text,
             at: 0,
@@ -99,7 +99,7 @@ impl<'a> PosCursor<'a> {
     }
 
     /// Position of byte offset `to`; offsets before the last one restart the scan.
-    pub fn pos(&mut self, to: usize) -> Pos {
+    pub(crate) fn pos(&mut self, to: usize) -> Pos {
         let to = to.min(self.text.len());
         if to < self.at || !self.text.is_char_boundary(to) {
             return Pos::of(self.text, to);
@@ -172,7 +172,7 @@ pub struct Parsed<'a> {
 }
 
 /// Checks size and encoding of raw bytes and returns them as text.
-pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, InputError> {
+pub fn decode<'a>(bytes: &'a [u8], limits: &InputLimits) -> Result<&'a str, InputError> {
     if bytes.len() > limits.max_input_bytes {
         return Err(InputError::TooLarge {
             limit: limits.max_input_bytes,
@@ -193,7 +193,7 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, InputErro
 }
 
 /// Parses text (see [`decode`]) into a tree, enforcing every limit.
-pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Parsed<'a>, InputError> {
+pub fn parse<'a>(text: &'a str, limits: &InputLimits) -> Result<Parsed<'a>, InputError> {
     let doc = parse_any(text, limits)?;
     let root = doc.root_element();
     let kind = match (root.tag_name().namespace(), root.tag_name().name()) {
@@ -211,9 +211,9 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Parsed<'a>, InputErro
 
 /// Like [`parse`], with every limit, but for any root element (e.g. a
 /// `<domainsnapshot>` that embeds a domain).
-pub fn parse_any<'a>(
+pub(crate) fn parse_any<'a>(
     text: &'a str,
-    limits: &Limits,
+    limits: &InputLimits,
 ) -> Result<roxmltree::Document<'a>, InputError> {
     if text.len() > limits.max_input_bytes {
         return Err(InputError::TooLarge {
@@ -283,7 +283,7 @@ fn check_declared_encoding(text: &str) -> Result<(), InputError> {
     }
 }
 
-fn xml_error(text: &str, e: roxmltree::Error, limits: &Limits) -> InputError {
+fn xml_error(text: &str, e: roxmltree::Error, limits: &InputLimits) -> InputError {
     use roxmltree::Error as E;
     match e {
         E::DtdDetected => {
@@ -380,14 +380,14 @@ mod tests {
     #[test]
     fn bom_is_accepted() {
         let t = "\u{feff}<interface type='vhostuser'/>";
-        let p = parse(t, &Limits::default()).unwrap();
+        let p = parse(t, &InputLimits::default()).unwrap();
         assert_eq!(p.kind, DocKind::Interface);
     }
 
     #[test]
     fn declared_latin1_is_refused() {
         let t = "<?xml version='1.0' encoding='ISO-8859-1'?>\n<domain/>";
-        let e = parse(t, &Limits::default()).err().unwrap();
+        let e = parse(t, &InputLimits::default()).err().unwrap();
         assert_eq!(
             e.to_string(),
             "1:21: the XML declaration names encoding 'ISO-8859-1'; only UTF-8 is accepted"
@@ -396,9 +396,9 @@ mod tests {
 
     #[test]
     fn depth_limit_counts_the_root() {
-        let limits = Limits {
+        let limits = InputLimits {
             max_depth: 3,
-            ..Limits::default()
+            ..InputLimits::default()
         };
         assert!(parse("<domain><a><b/></a></domain>", &limits).is_ok());
         let e = parse("<domain><a><b><c/></b></a></domain>", &limits)

@@ -14,15 +14,17 @@
 //!
 //! This module only reads the tree; it neither decides policy nor touches files.
 
-use crate::parse::Pos;
+use super::parse::{Pos, PosCursor};
+use super::xml::{child, is_named};
 use roxmltree::Node;
 use serde::{Deserialize, Serialize};
 
 /// Models libvirt accepts on a vhost-user NIC (compared case-insensitively, as libvirt does).
-pub const VIRTIO_MODELS: [&str; 3] = ["virtio", "virtio-transitional", "virtio-non-transitional"];
+pub(crate) const VIRTIO_MODELS: [&str; 3] =
+    ["virtio", "virtio-transitional", "virtio-non-transitional"];
 
 /// True for a model libvirt accepts on a vhost-user interface.
-pub fn is_virtio_model(model: &str) -> bool {
+pub(crate) fn is_virtio_model(model: &str) -> bool {
     VIRTIO_MODELS.iter().any(|m| m.eq_ignore_ascii_case(model))
 }
 
@@ -45,10 +47,10 @@ pub struct LibvirtVersion {
 }
 
 impl LibvirtVersion {
-    pub const MODEL_DEFAULTS_TO_VIRTIO: LibvirtVersion = LibvirtVersion::new(11, 1, 0);
-    pub const SHARED_MEMORY_ENFORCED: LibvirtVersion = LibvirtVersion::new(11, 2, 0);
+    pub(crate) const MODEL_DEFAULTS_TO_VIRTIO: LibvirtVersion = LibvirtVersion::new(11, 1, 0);
+    pub(crate) const SHARED_MEMORY_ENFORCED: LibvirtVersion = LibvirtVersion::new(11, 2, 0);
 
-    pub const fn new(major: u32, minor: u32, micro: u32) -> Self {
+    pub(crate) const fn new(major: u32, minor: u32, micro: u32) -> Self {
         LibvirtVersion {
             major,
             minor,
@@ -58,7 +60,7 @@ impl LibvirtVersion {
 
     /// From libvirt's numeric form `major * 1_000_000 + minor * 1000 + micro`
     /// (virConnectGetLibVersion).
-    pub fn from_number(n: u64) -> Option<Self> {
+    pub(crate) fn from_number(n: u64) -> Option<Self> {
         let major = u32::try_from(n / 1_000_000).ok()?;
         Some(LibvirtVersion::new(
             major,
@@ -69,7 +71,7 @@ impl LibvirtVersion {
 
     /// From a shared object's name: `libvirt.so.0.9000.0` is 9.0.0,
     /// `libvirt.so.0.11003.0` is 11.3.0 (libvirt's soname scheme).
-    pub fn from_soname(name: &str) -> Option<Self> {
+    pub(crate) fn from_soname(name: &str) -> Option<Self> {
         let i = name.find("libvirt.so.0.")?;
         let rest = &name[i + "libvirt.so.0.".len()..];
         let mut parts = rest.split('.');
@@ -83,12 +85,12 @@ impl LibvirtVersion {
     }
 
     /// True when libvirt fills in `virtio` for a vhost-user NIC without a model.
-    pub fn defaults_vhostuser_model(self) -> bool {
+    pub(crate) fn defaults_vhostuser_model(self) -> bool {
         self >= Self::MODEL_DEFAULTS_TO_VIRTIO
     }
 
     /// True when libvirt refuses vhost-user without shared memory at define time.
-    pub fn enforces_shared_memory(self) -> bool {
+    pub(crate) fn enforces_shared_memory(self) -> bool {
         self >= Self::SHARED_MEMORY_ENFORCED
     }
 }
@@ -122,7 +124,7 @@ impl std::fmt::Display for LibvirtVersion {
 }
 
 /// The model vhostfix writes into a violating NIC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetModel {
     #[default]
@@ -142,7 +144,7 @@ impl TargetModel {
 }
 
 /// Which guests get their NICs fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Guests {
     /// Only guests detected as Windows.
@@ -183,32 +185,32 @@ impl std::fmt::Display for NicSource {
 
 /// The `<model>` of a NIC as found.
 #[derive(Debug, Clone, Copy)]
-pub enum ModelSlot<'a, 'i> {
+pub(crate) enum ModelSlot<'a, 'i> {
     /// No `<model>` element.
     Missing,
     /// `<model>` without a `type` attribute.
     NoType(Node<'a, 'i>),
-    /// `<model type='...'>`.
-    Typed(Node<'a, 'i>, roxmltree::Attribute<'a, 'i>),
+    /// `<model type='...'>`: its `type` attribute.
+    Typed(roxmltree::Attribute<'a, 'i>),
 }
 
 /// A vhost-user interface found in the document.
 #[derive(Debug, Clone)]
-pub struct VhostUserNic<'a, 'i> {
-    pub node: Node<'a, 'i>,
+pub(crate) struct VhostUserNic<'a, 'i> {
+    pub(crate) node: Node<'a, 'i>,
     /// Position among all `<interface>` devices (0-based, the order of `virsh domiflist`).
-    pub index: usize,
-    pub mac: Option<String>,
-    pub source: NicSource,
-    pub slot: ModelSlot<'a, 'i>,
-    pub pos: Pos,
+    pub(crate) index: usize,
+    pub(crate) mac: Option<String>,
+    pub(crate) source: NicSource,
+    pub(crate) slot: ModelSlot<'a, 'i>,
+    pub(crate) pos: Pos,
 }
 
 impl VhostUserNic<'_, '_> {
     /// The model as written, if any.
-    pub fn model(&self) -> Option<&str> {
+    pub(crate) fn model(&self) -> Option<&str> {
         match self.slot {
-            ModelSlot::Typed(_, a) => Some(a.value()),
+            ModelSlot::Typed(a) => Some(a.value()),
             _ => None,
         }
     }
@@ -216,33 +218,16 @@ impl VhostUserNic<'_, '_> {
     /// True when libvirt would refuse this NIC's model. A missing model is
     /// fine on releases that fill in virtio; on an unknown release it counts as
     /// a violation (adding virtio is right on every release).
-    pub fn violates(&self, libvirt: Option<LibvirtVersion>) -> bool {
+    pub(crate) fn violates(&self, libvirt: Option<LibvirtVersion>) -> bool {
         match (self.slot, libvirt) {
             (ModelSlot::Missing, Some(v)) if v.defaults_vhostuser_model() => false,
             _ => !self.model().is_some_and(is_virtio_model),
         }
     }
-
-    /// A short name for messages: the MAC if known, else the index.
-    pub fn label(&self) -> String {
-        match &self.mac {
-            Some(m) => format!("nic {} ({m})", self.index),
-            None => format!("nic {}", self.index),
-        }
-    }
-}
-
-/// First child element with this name and no namespace.
-pub(crate) fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
-    node.children().find(|c| is_named(*c, name))
-}
-
-pub(crate) fn is_named(node: Node, name: &str) -> bool {
-    node.is_element() && node.tag_name().namespace().is_none() && node.tag_name().name() == name
 }
 
 /// The interfaces of a document: the root itself for device XML, else `/domain/devices/interface`.
-pub fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
+pub(crate) fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
     if is_named(root, "interface") {
         return vec![root];
     }
@@ -256,8 +241,8 @@ pub fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
 }
 
 /// Every `<interface type='vhostuser'>`, in document order.
-pub fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
-    let mut cursor = crate::parse::PosCursor::new(root.document().input_text());
+pub(crate) fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
+    let mut cursor = PosCursor::new(root.document().input_text());
     interfaces(root)
         .into_iter()
         .enumerate()
@@ -286,7 +271,7 @@ pub fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
             let slot = match child(node, "model") {
                 None => ModelSlot::Missing,
                 Some(m) => match m.attribute_node("type") {
-                    Some(a) => ModelSlot::Typed(m, a),
+                    Some(a) => ModelSlot::Typed(a),
                     None => ModelSlot::NoType(m),
                 },
             };
@@ -325,7 +310,54 @@ pub struct MemorySharing {
 /// libvirt from 11.2 no longer counts memfd's default: it wants
 /// `<access mode='shared'/>` (measured on 11.3). On an unknown release memfd
 /// without it counts as shared, with `memfd_default` set so callers can warn.
-pub fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
+pub(crate) fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
+    let default = backing_sharing(domain, libvirt);
+    let cells: Vec<Node> = child(domain, "cpu")
+        .and_then(|c| child(c, "numa"))
+        .map(|n| n.children().filter(|c| is_named(*c, "cell")).collect())
+        .unwrap_or_default();
+    if cells.is_empty() {
+        return default;
+    }
+    let private: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| match c.attribute("memAccess") {
+            Some(m) => m != "shared",
+            None => !default.shared,
+        })
+        .map(|(i, c)| {
+            c.attribute("id")
+                .map_or_else(|| i.to_string(), String::from)
+        })
+        .collect();
+    if !private.is_empty() {
+        return MemorySharing {
+            shared: false,
+            reason: format!(
+                "NUMA cell {} not shared ({})",
+                private.join(", "),
+                default.reason
+            ),
+            memfd_default: false,
+        };
+    }
+    let all_explicit = cells
+        .iter()
+        .all(|c| c.attribute("memAccess") == Some("shared"));
+    MemorySharing {
+        shared: true,
+        reason: if all_explicit {
+            "memAccess='shared' on every NUMA cell".to_string()
+        } else {
+            default.reason
+        },
+        memfd_default: default.memfd_default && !all_explicit,
+    }
+}
+
+/// What `<memoryBacking>` alone says (the default of every NUMA cell).
+fn backing_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
     let strict = libvirt.is_some_and(LibvirtVersion::enforces_shared_memory);
     let backing = child(domain, "memoryBacking");
     let access = backing
@@ -335,13 +367,12 @@ pub fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySh
         .and_then(|b| child(b, "source"))
         .and_then(|s| s.attribute("type"));
     let memfd = source == Some("memfd");
-    let default_shared = match access {
+    let shared = match access {
         Some("shared") => true,
         Some(_) => false,
         None => memfd && !strict,
     };
-    let memfd_default = access.is_none() && memfd;
-    let default_reason = match (access, memfd) {
+    let reason = match (access, memfd) {
         (Some("shared"), _) => "<memoryBacking><access mode='shared'/>".to_string(),
         (Some(m), _) => format!("<memoryBacking><access mode='{m}'/>"),
         (None, true) if strict => format!(
@@ -359,57 +390,10 @@ pub fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySh
             None => "no <memoryBacking> access or memfd source".to_string(),
         },
     };
-    let cells: Vec<Node> = child(domain, "cpu")
-        .and_then(|c| child(c, "numa"))
-        .map(|n| n.children().filter(|c| is_named(*c, "cell")).collect())
-        .unwrap_or_default();
-    if cells.is_empty() {
-        return MemorySharing {
-            shared: default_shared,
-            reason: default_reason,
-            memfd_default,
-        };
-    }
-    let private: Vec<String> = cells
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| match c.attribute("memAccess") {
-            Some(m) => m != "shared",
-            None => !default_shared,
-        })
-        .map(|(i, c)| {
-            c.attribute("id")
-                .map_or_else(|| i.to_string(), String::from)
-        })
-        .collect();
-    if private.is_empty() {
-        let why = if cells
-            .iter()
-            .all(|c| c.attribute("memAccess") == Some("shared"))
-        {
-            "memAccess='shared' on every NUMA cell".to_string()
-        } else {
-            default_reason
-        };
-        let memfd_default = memfd_default
-            && cells
-                .iter()
-                .any(|c| c.attribute("memAccess") != Some("shared"));
-        MemorySharing {
-            shared: true,
-            reason: why,
-            memfd_default,
-        }
-    } else {
-        MemorySharing {
-            shared: false,
-            reason: format!(
-                "NUMA cell {} not shared ({})",
-                private.join(", "),
-                default_reason
-            ),
-            memfd_default: false,
-        }
+    MemorySharing {
+        shared,
+        reason,
+        memfd_default: access.is_none() && memfd,
     }
 }
 

@@ -11,13 +11,13 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// One subcommand page and what clap cannot say about it.
-pub struct Page {
+pub(crate) struct Page {
     /// The subcommand; its page is `vhostfix-NAME(1)`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The EXIT STATUS section.
-    pub exit: &'static str,
+    pub(crate) exit: &'static str,
     /// The EXAMPLES section: (command line, what it does).
-    pub examples: &'static [(&'static str, &'static str)],
+    pub(crate) examples: &'static [(&'static str, &'static str)],
 }
 
 const EXIT_COMMON: &str = "0: success, nothing to change. 1: something would change or is not compliant (diff, check). 2: bad input, bad configuration, or an I/O failure; a message on stderr says which.";
@@ -28,7 +28,7 @@ const EXIT_PROXY: &str = "0: stopped by SIGTERM or SIGINT after draining calls i
 
 /// Every subcommand with a page, in the order vhostfix(1) lists them. A new
 /// subcommand is one line here (a test fails until it has one).
-pub const PAGES: &[Page] = &[
+pub(crate) const PAGES: &[Page] = &[
     Page {
         name: "filter",
         exit: EXIT_COMMON,
@@ -239,7 +239,7 @@ fn clap_parts(man: &clap_mangen::Man, cmd: &clap::Command) -> io::Result<String>
 }
 
 /// vhostfix(1): the program, its subcommands (each with its own page).
-pub fn main_page(cmd: &clap::Command) -> io::Result<String> {
+pub(crate) fn main_page(cmd: &clap::Command) -> io::Result<String> {
     let man = clap_mangen::Man::new(cmd.clone()).title("VHOSTFIX");
     let mut out = clap_parts(&man, cmd)?;
     section(&mut out, "SUBCOMMANDS");
@@ -261,7 +261,7 @@ pub fn main_page(cmd: &clap::Command) -> io::Result<String> {
 
 /// vhostfix-NAME(1) for one entry of [`PAGES`]; `None` when clap has no
 /// such subcommand.
-pub fn sub_page(cmd: &clap::Command, page: &Page) -> io::Result<Option<String>> {
+pub(crate) fn sub_page(cmd: &clap::Command, page: &Page) -> io::Result<Option<String>> {
     let Some(sub) = cmd.find_subcommand(page.name) else {
         return Ok(None);
     };
@@ -299,12 +299,12 @@ pub fn sub_page(cmd: &clap::Command, page: &Page) -> io::Result<Option<String>> 
 }
 
 /// The commented packaged configuration file, the source of vhostfix.toml(5).
-const PACKAGED_CONFIG: &str = include_str!("../packaging/vhostfix.toml");
+const PACKAGED_CONFIG: &str = include_str!("../../packaging/vhostfix.toml");
 
 /// vhostfix.toml(5), from the comments of the packaged configuration file:
 /// its opening comment is the description, each `[table]` a subsection and
 /// each commented-out `#key = default` an entry with the comment above it.
-pub fn config_page(version: &str) -> String {
+pub(crate) fn config_page(version: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -316,7 +316,18 @@ pub fn config_page(version: &str) -> String {
     section(&mut out, "SYNOPSIS");
     out.push_str("/etc/vhostfix/vhostfix.toml\n");
     section(&mut out, "DESCRIPTION");
-    let mut lines = PACKAGED_CONFIG.lines().peekable();
+    let mut lines = PACKAGED_CONFIG.lines();
+    config_description(&mut out, &mut lines);
+    out.push_str(".PP\nThe file is TOML. A missing default file means the built-in defaults; a file named with \\-\\-config or VHOSTFIX_CONFIG must exist. Unknown keys and bad values are errors that name the file, the line and column, and the key. A change applies to the next run of the hook; a running proxy rereads the file on SIGHUP (socket settings apply at its next start).\n");
+    section(&mut out, "KEYS");
+    config_keys(&mut out, lines);
+    config_sections(&mut out);
+    out
+}
+
+/// The opening comment of the packaged file, up to its first non-comment
+/// line: indented lines verbatim, blank ones paragraph breaks.
+fn config_description<'a>(out: &mut String, lines: &mut impl Iterator<Item = &'a str>) {
     let mut verbatim = false;
     // The opening comment, up to the first blank line after the first line.
     for line in lines.by_ref() {
@@ -340,8 +351,11 @@ pub fn config_page(version: &str) -> String {
     if verbatim {
         out.push_str(".fi\n");
     }
-    out.push_str(".PP\nThe file is TOML. A missing default file means the built-in defaults; a file named with \\-\\-config or VHOSTFIX_CONFIG must exist. Unknown keys and bad values are errors that name the file, the line and column, and the key. A change applies to the next run of the hook; a running proxy rereads the file on SIGHUP (socket settings apply at its next start).\n");
-    section(&mut out, "KEYS");
+}
+
+/// Each `[table]` a subsection, each commented-out `#key = default` an entry
+/// with the comment above it.
+fn config_keys<'a>(out: &mut String, lines: impl Iterator<Item = &'a str>) {
     let mut comment: Vec<String> = Vec::new();
     let mut after_key = false;
     for line in lines {
@@ -370,7 +384,7 @@ pub fn config_page(version: &str) -> String {
                 // Another key under the same comment.
                 let _ = writeln!(out, ".TQ\n\\fB{}\\fR", roff(text));
             } else {
-                tagged(&mut out, text, &comment.join(" "));
+                tagged(out, text, &comment.join(" "));
                 comment.clear();
             }
             after_key = true;
@@ -379,8 +393,12 @@ pub fn config_page(version: &str) -> String {
             after_key = false;
         }
     }
+}
+
+/// ENVIRONMENT, FILES, EXAMPLES and SEE ALSO of vhostfix.toml(5).
+fn config_sections(out: &mut String) {
     list(
-        &mut out,
+        out,
         "ENVIRONMENT",
         &[(
             "VHOSTFIX_CONFIG",
@@ -388,12 +406,12 @@ pub fn config_page(version: &str) -> String {
         )],
     );
     list(
-        &mut out,
+        out,
         "FILES",
         &[("/etc/vhostfix/vhostfix.toml", "The default location; the packages install it with every setting commented out, and keep your edits on upgrade.")],
     );
     list(
-        &mut out,
+        out,
         "EXAMPLES",
         &[
             (
@@ -406,18 +424,17 @@ pub fn config_page(version: &str) -> String {
             ),
         ],
     );
-    section(&mut out, "SEE ALSO");
+    section(out, "SEE ALSO");
     let _ = writeln!(
         out,
         "{}",
         roff("vhostfix(1), vhostfix-config(1), vhostfix-hook(1), vhostfix-proxy(1)")
     );
-    out
 }
 
 /// Writes every page into `dir`: vhostfix.1, vhostfix-NAME.1 for each entry
 /// of [`PAGES`], and vhostfix.toml.5. Returns the file names written.
-pub fn write_all(cmd: &clap::Command, dir: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn write_all(cmd: &clap::Command, dir: &Path) -> anyhow::Result<Vec<String>> {
     use anyhow::Context as _;
     let mut written = Vec::new();
     let mut put = |file: String, text: String| -> anyhow::Result<()> {

@@ -13,13 +13,14 @@
 //!    naming Windows, a localtime clock): any one says windows;
 //! 4. otherwise unknown.
 
-use crate::parse::{InputError, Pos};
+use super::parse::{InputError, Pos};
+use super::xml::child;
 use roxmltree::Node;
 use serde::{Deserialize, Serialize};
 
 /// XML namespace of vhostfix's per-domain override:
 /// `<metadata><vhostfix:guest xmlns:vhostfix="urn:vhostfix:guest:1" os="windows"/></metadata>`.
-pub const OVERRIDE_NS: &str = "urn:vhostfix:guest:1";
+pub(crate) const OVERRIDE_NS: &str = "urn:vhostfix:guest:1";
 const LIBOSINFO_NS: &str = "http://libosinfo.org/xmlns/libvirt/domain/1.0";
 const NOVA_NS_PREFIX: &str = "http://openstack.org/xmlns/libvirt/nova/";
 
@@ -104,7 +105,7 @@ impl Detection {
     }
 
     /// The decisive evidence, in one line (`hyperv enlightenments on (relaxed, vapic)`).
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         let parts: Vec<&str> = self
             .evidence
             .iter()
@@ -146,151 +147,159 @@ impl Default for Signals {
     }
 }
 
-fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
-    node.children().find(|c| {
-        c.is_element() && c.tag_name().namespace().is_none() && c.tag_name().name() == name
-    })
+/// Evidence as it is found, in the order the signals are examined.
+struct Found<'t> {
+    text: &'t str,
+    list: Vec<Evidence>,
 }
 
-/// Examines a `<domain>` root element.
-pub fn detect(domain: Node, signals: &Signals) -> Result<Detection, InputError> {
-    let text = domain.document().input_text();
-    let at = |n: Node| Some(Pos::of(text, n.range().start));
-    let mut found: Vec<Evidence> = Vec::new();
-    let mut push = |signal, windows, weight, detail: String, pos| {
-        found.push(Evidence {
+impl Found<'_> {
+    fn push(&mut self, at: Node, signal: Signal, windows: bool, weight: Weight, detail: String) {
+        self.list.push(Evidence {
             signal,
             windows,
             weight,
             detail,
-            pos,
+            pos: Some(Pos::of(self.text, at.range().start)),
             decisive: false,
-        })
-    };
+        });
+    }
+}
 
+/// Examines a `<domain>` root element.
+pub(crate) fn detect(domain: Node, signals: &Signals) -> Result<Detection, InputError> {
+    let mut found = Found {
+        text: domain.document().input_text(),
+        list: Vec::new(),
+    };
     if let Some(meta) = child(domain, "metadata") {
         for el in meta.descendants().filter(|n| n.is_element()) {
-            let ns = el.tag_name().namespace();
-            let name = el.tag_name().name();
-            if signals.r#override && ns == Some(OVERRIDE_NS) && name == "guest" {
-                if let Some(attr) = el.attribute_node("os") {
-                    let windows = match attr.value() {
-                        "windows" => true,
-                        "other" => false,
-                        v => {
-                            return Err(InputError::BadOverride {
-                                pos: Pos::of(text, attr.range().start),
-                                value: v.to_string(),
-                            })
-                        }
-                    };
-                    push(
-                        Signal::Override,
-                        windows,
-                        Weight::Override,
-                        format!("vhostfix override os='{}'", attr.value()),
-                        at(el),
-                    );
-                }
-            } else if signals.libosinfo && ns == Some(LIBOSINFO_NS) && name == "os" {
-                if let Some(id) = el.attribute("id") {
-                    let windows = id.starts_with("http://microsoft.com/win/")
-                        || id.starts_with("http://microsoft.com/winnt/");
-                    push(
-                        Signal::Libosinfo,
-                        windows,
-                        Weight::Strong,
-                        format!("libosinfo os id {id}"),
-                        at(el),
-                    );
-                }
-            } else if signals.nova_os_type
-                && ns.is_some_and(|n| n.starts_with(NOVA_NS_PREFIX))
-                && name == "property"
-                && el.attribute("name") == Some("os_type")
-            {
-                let value = el.text().unwrap_or("").trim();
-                push(
-                    Signal::NovaOsType,
-                    value.eq_ignore_ascii_case("windows"),
-                    Weight::Strong,
-                    format!("nova image property os_type={value}"),
-                    at(el),
-                );
-            }
+            metadata(&mut found, el, signals)?;
         }
     }
-
     if signals.hyperv {
-        if let Some(hv) = child(domain, "features").and_then(|f| child(f, "hyperv")) {
-            let passthrough = hv.attribute("mode") == Some("passthrough");
-            let on: Vec<&str> = hv
-                .children()
-                .filter(|c| c.is_element() && c.attribute("state") == Some("on"))
-                .map(|c| c.tag_name().name())
-                .collect();
-            if passthrough || !on.is_empty() {
-                let detail = if passthrough {
-                    "hyperv enlightenments on (mode passthrough)".to_string()
-                } else {
-                    format!("hyperv enlightenments on ({})", on.join(", "))
-                };
-                push(Signal::Hyperv, true, Weight::Heuristic, detail, at(hv));
-            }
-        }
+        hyperv(&mut found, domain);
     }
-
-    if let Some(clock) = child(domain, "clock") {
-        if signals.hypervclock {
-            if let Some(t) = clock.children().find(|t| {
-                t.is_element()
-                    && t.tag_name().name() == "timer"
-                    && t.attribute("name") == Some("hypervclock")
-                    && t.attribute("present") == Some("yes")
-            }) {
-                push(
-                    Signal::Hypervclock,
-                    true,
-                    Weight::Heuristic,
-                    "hypervclock timer present".into(),
-                    at(t),
-                );
-            }
-        }
+    if signals.hypervclock {
+        hypervclock(&mut found, domain);
     }
-
     if signals.description {
-        if let Some(d) = child(domain, "description") {
-            let t = d.text().unwrap_or("");
-            if t.to_ascii_lowercase().contains("windows") {
-                push(
-                    Signal::Description,
-                    true,
-                    Weight::Heuristic,
-                    format!("description '{}' names Windows", t.trim()),
-                    at(d),
-                );
-            }
-        }
+        description(&mut found, domain);
     }
-
-    if let Some(clock) = child(domain, "clock").filter(|_| signals.localtime_clock) {
-        if clock.attribute("offset") == Some("localtime") {
-            push(
-                Signal::LocaltimeClock,
-                true,
-                Weight::Heuristic,
-                "clock offset localtime".into(),
-                at(clock),
-            );
-        }
+    if signals.localtime_clock {
+        localtime_clock(&mut found, domain);
     }
+    Ok(weigh(found.list))
+}
 
-    Ok(decide(found))
+/// One element of `<metadata>`: vhostfix's override, a libosinfo os id, or
+/// nova's `os_type` image property.
+fn metadata(found: &mut Found, el: Node, signals: &Signals) -> Result<(), InputError> {
+    let ns = el.tag_name().namespace();
+    let name = el.tag_name().name();
+    if signals.r#override && ns == Some(OVERRIDE_NS) && name == "guest" {
+        if let Some(attr) = el.attribute_node("os") {
+            let windows = match attr.value() {
+                "windows" => true,
+                "other" => false,
+                v => {
+                    return Err(InputError::BadOverride {
+                        pos: Pos::of(found.text, attr.range().start),
+                        value: v.to_string(),
+                    })
+                }
+            };
+            let detail = format!("vhostfix override os='{}'", attr.value());
+            found.push(el, Signal::Override, windows, Weight::Override, detail);
+        }
+    } else if signals.libosinfo && ns == Some(LIBOSINFO_NS) && name == "os" {
+        if let Some(id) = el.attribute("id") {
+            let windows = id.starts_with("http://microsoft.com/win/")
+                || id.starts_with("http://microsoft.com/winnt/");
+            let detail = format!("libosinfo os id {id}");
+            found.push(el, Signal::Libosinfo, windows, Weight::Strong, detail);
+        }
+    } else if signals.nova_os_type
+        && ns.is_some_and(|n| n.starts_with(NOVA_NS_PREFIX))
+        && name == "property"
+        && el.attribute("name") == Some("os_type")
+    {
+        let value = el.text().unwrap_or("").trim();
+        let windows = value.eq_ignore_ascii_case("windows");
+        let detail = format!("nova image property os_type={value}");
+        found.push(el, Signal::NovaOsType, windows, Weight::Strong, detail);
+    }
+    Ok(())
+}
+
+/// `<features><hyperv>` with an enlightenment on, or in passthrough mode.
+fn hyperv(found: &mut Found, domain: Node) {
+    let Some(hv) = child(domain, "features").and_then(|f| child(f, "hyperv")) else {
+        return;
+    };
+    let passthrough = hv.attribute("mode") == Some("passthrough");
+    let on: Vec<&str> = hv
+        .children()
+        .filter(|c| c.is_element() && c.attribute("state") == Some("on"))
+        .map(|c| c.tag_name().name())
+        .collect();
+    if !passthrough && on.is_empty() {
+        return;
+    }
+    let detail = if passthrough {
+        "hyperv enlightenments on (mode passthrough)".to_string()
+    } else {
+        format!("hyperv enlightenments on ({})", on.join(", "))
+    };
+    found.push(hv, Signal::Hyperv, true, Weight::Heuristic, detail);
+}
+
+/// `<clock><timer name='hypervclock' present='yes'/>`.
+fn hypervclock(found: &mut Found, domain: Node) {
+    let timer = child(domain, "clock").and_then(|clock| {
+        clock.children().find(|t| {
+            t.is_element()
+                && t.tag_name().name() == "timer"
+                && t.attribute("name") == Some("hypervclock")
+                && t.attribute("present") == Some("yes")
+        })
+    });
+    if let Some(t) = timer {
+        let detail = "hypervclock timer present".into();
+        found.push(t, Signal::Hypervclock, true, Weight::Heuristic, detail);
+    }
+}
+
+/// A `<description>` that names Windows (CloudStack writes the OS name there).
+fn description(found: &mut Found, domain: Node) {
+    let Some(d) = child(domain, "description") else {
+        return;
+    };
+    let t = d.text().unwrap_or("");
+    if t.to_ascii_lowercase().contains("windows") {
+        let detail = format!("description '{}' names Windows", t.trim());
+        found.push(d, Signal::Description, true, Weight::Heuristic, detail);
+    }
+}
+
+/// `<clock offset='localtime'>` (Windows keeps its clock in local time).
+fn localtime_clock(found: &mut Found, domain: Node) {
+    if let Some(clock) =
+        child(domain, "clock").filter(|c| c.attribute("offset") == Some("localtime"))
+    {
+        let detail = "clock offset localtime".into();
+        found.push(
+            clock,
+            Signal::LocaltimeClock,
+            true,
+            Weight::Heuristic,
+            detail,
+        );
+    }
 }
 
 /// Applies the precedence rules and marks the decisive evidence.
-fn decide(mut evidence: Vec<Evidence>) -> Detection {
+fn weigh(mut evidence: Vec<Evidence>) -> Detection {
     // Strongest first; within a weight, the order the signals were examined.
     evidence.sort_by_key(|e| std::cmp::Reverse(e.weight));
     let top = evidence.iter().map(|e| e.weight).max();

@@ -3,15 +3,14 @@
 //! `check`, `diff`, `audit`, the hook's admission checks and the proxy all ask
 //! [`findings`] and act on the [`Severity`] it gives, so they agree on what is a
 //! violation. The only I/O a finding needs (does a client-mode socket exist?) is
-//! done by the caller's probe, so the proxy (which decides at define time, when
-//! the backend need not run yet) can skip it.
+//! done by the caller's probe (`crate::host::probe_socket`), so the proxy
+//! (which decides at define time, when the backend need not run yet) can skip it.
 
-use crate::detect::Verdict;
-use crate::parse::DocKind;
-use crate::rules::{LibvirtVersion, NicSource};
-use crate::{Analysis, NicFinding, NicStatus, Policy};
+use super::analysis::{Analysis, NicFinding, NicStatus, Policy};
+use super::detect::Verdict;
+use super::parse::DocKind;
+use super::rules::NicSource;
 use serde::Serialize;
-use std::path::Path;
 
 /// How bad a finding is. Ordered: `Warning < Fixable < Refused`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -76,33 +75,23 @@ pub enum SocketState {
     Unchecked,
 }
 
-/// Looks at `path` on this host.
-pub fn probe_socket(path: &str) -> SocketState {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::metadata(Path::new(path)) {
-        Err(_) => SocketState::Missing,
-        Ok(m) if m.file_type().is_socket() => SocketState::Present,
-        Ok(_) => SocketState::NotASocket,
-    }
-}
-
 /// A probe that looks at nothing.
 pub fn unchecked(_path: &str) -> SocketState {
     SocketState::Unchecked
 }
 
 /// The worst severity among `findings`.
-pub fn worst(findings: &[Finding]) -> Option<Severity> {
+pub(crate) fn worst(findings: &[Finding]) -> Option<Severity> {
     findings.iter().map(|f| f.severity).max()
 }
 
 /// True when something is fixable or refused (what makes `check` exit 1).
-pub fn not_compliant(findings: &[Finding]) -> bool {
+pub(crate) fn not_compliant(findings: &[Finding]) -> bool {
     worst(findings) >= Some(Severity::Fixable)
 }
 
 /// `nic 0 (52:54:00:12:34:56) on socket /run/x.sock`.
-pub fn nic_place(n: &NicFinding) -> String {
+pub(crate) fn nic_place(n: &NicFinding) -> String {
     match &n.source {
         NicSource::Unix { path, .. } => format!("{} on socket {path}", n.label()),
         other => format!("{} ({other})", n.label()),
@@ -117,11 +106,19 @@ pub fn findings(
     policy: &Policy,
     socket: &dyn Fn(&str) -> SocketState,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for n in &a.nics {
-        match n.status {
-            NicStatus::Compliant => {}
-            NicStatus::Fixed => out.push(Finding {
+    let mut out = model_findings(a, policy);
+    out.extend(memory_finding(a, policy));
+    out.extend(socket_findings(a, socket));
+    out
+}
+
+/// A NIC vhostfix fixes, or one it leaves alone for libvirt to refuse.
+fn model_findings(a: &Analysis, policy: &Policy) -> Vec<Finding> {
+    a.nics
+        .iter()
+        .filter_map(|n| match n.status {
+            NicStatus::Compliant => None,
+            NicStatus::Fixed => Some(Finding {
                 severity: Severity::Fixable,
                 kind: Kind::Model,
                 nic: Some(n.index),
@@ -132,50 +129,59 @@ pub fn findings(
                     n.new_model.as_deref().unwrap_or("virtio")
                 ),
             }),
-            NicStatus::LeftAlone => out.push(Finding {
+            NicStatus::LeftAlone => Some(Finding {
                 severity: Severity::Refused,
                 kind: Kind::ModelOutOfScope,
                 nic: Some(n.index),
                 message: out_of_scope(a, n, policy),
             }),
-        }
+        })
+        .collect()
+}
+
+/// Guest memory a vhost-user backend cannot map, or memory shared only by
+/// memfd's default (which libvirt 11.2 and later refuse).
+fn memory_finding(a: &Analysis, policy: &Policy) -> Option<Finding> {
+    let m = a.memory.as_ref()?;
+    if m.shared {
+        return m.memfd_default.then(|| Finding {
+            severity: Severity::Warning,
+            kind: Kind::MemfdDefault,
+            nic: None,
+            message: "guest memory is shared only by memfd's default (<source type='memfd'/> without <access mode='shared'/>), which libvirt 11.2 and later refuse for vhost-user; fix: add <access mode='shared'/> to <memoryBacking>".to_string(),
+        });
     }
-    if let Some(m) = &a.memory {
-        if let Some(n) = a.nics.first().filter(|_| !m.shared) {
-            let (what, alt) = match policy.libvirt {
-                Some(v) if v.enforces_shared_memory() => (
-                    format!("libvirt {v} refuses to define or start it ('interface' requires shared memory)"),
-                    "",
-                ),
-                // memfd's default is shared on these releases (measured on 7.0, 9.0).
-                Some(_) => (
-                    "so the backend cannot map it and the NIC would stay dead".to_string(),
-                    " (or <source type='memfd'/>)",
-                ),
-                None => (
-                    "so the backend cannot map it and the NIC would stay dead (libvirt 11.2 and later refuse it outright)".to_string(),
-                    "",
-                ),
-            };
-            out.push(Finding {
-                severity: Severity::Refused,
-                kind: Kind::SharedMemory,
-                nic: Some(n.index),
-                message: format!(
-                    "vhost-user {} needs shared guest memory, but memory is not shared ({}), {what}; fix: add <memoryBacking><access mode='shared'/></memoryBacking>{alt} to the domain",
-                    nic_place(n),
-                    m.reason
-                ),
-            });
-        } else if m.shared && m.memfd_default {
-            out.push(Finding {
-                severity: Severity::Warning,
-                kind: Kind::MemfdDefault,
-                nic: None,
-                message: "guest memory is shared only by memfd's default (<source type='memfd'/> without <access mode='shared'/>), which libvirt 11.2 and later refuse for vhost-user; fix: add <access mode='shared'/> to <memoryBacking>".to_string(),
-            });
-        }
-    }
+    let n = a.nics.first()?;
+    let (what, alt) = match policy.libvirt {
+        Some(v) if v.enforces_shared_memory() => (
+            format!("libvirt {v} refuses to define or start it ('interface' requires shared memory)"),
+            "",
+        ),
+        // memfd's default is shared on these releases (measured on 7.0, 9.0).
+        Some(_) => (
+            "so the backend cannot map it and the NIC would stay dead".to_string(),
+            " (or <source type='memfd'/>)",
+        ),
+        None => (
+            "so the backend cannot map it and the NIC would stay dead (libvirt 11.2 and later refuse it outright)".to_string(),
+            "",
+        ),
+    };
+    Some(Finding {
+        severity: Severity::Refused,
+        kind: Kind::SharedMemory,
+        nic: Some(n.index),
+        message: format!(
+            "vhost-user {} needs shared guest memory, but memory is not shared ({}), {what}; fix: add <memoryBacking><access mode='shared'/></memoryBacking>{alt} to the domain",
+            nic_place(n),
+            m.reason
+        ),
+    })
+}
+
+/// Client-mode NICs whose socket is missing (and no reconnect).
+fn socket_findings(a: &Analysis, socket: &dyn Fn(&str) -> SocketState) -> Vec<Finding> {
+    let mut out = Vec::new();
     for n in &a.nics {
         let NicSource::Unix {
             path,
@@ -210,8 +216,8 @@ pub fn findings(
 /// bring the guest into scope.
 fn out_of_scope(a: &Analysis, n: &NicFinding, policy: &Policy) -> String {
     let refuses = match policy.libvirt {
-        Some(v) => format!("libvirt {v} refuses it"),
-        None => "libvirt refuses it".to_string(),
+        Some(v) => format!("libvirt {v} refuses"),
+        None => "libvirt refuses".to_string(),
     };
     let head = format!(
         "vhost-user {} has model {}, which {refuses} (vhost-user requires a virtio-net frontend)",
@@ -234,63 +240,15 @@ fn out_of_scope(a: &Analysis, n: &NicFinding, policy: &Policy) -> String {
     )
 }
 
-/// The libvirt release in force for a command-line run: `--libvirt-version`,
-/// else `$VHOSTFIX_LIBVIRT_VERSION`, else `detected`.
-pub fn libvirt_version(
-    flag: Option<LibvirtVersion>,
-    detected: impl FnOnce() -> Option<LibvirtVersion>,
-) -> Result<Option<LibvirtVersion>, String> {
-    if flag.is_some() {
-        return Ok(flag);
-    }
-    match std::env::var(ENV_LIBVIRT_VERSION) {
-        Ok(v) if !v.trim().is_empty() => v
-            .parse()
-            .map(Some)
-            .map_err(|e| format!("${ENV_LIBVIRT_VERSION}: {e}")),
-        _ => Ok(detected()),
-    }
-}
-
-/// Environment variable naming the libvirt release (tests, CLI).
-pub const ENV_LIBVIRT_VERSION: &str = "VHOSTFIX_LIBVIRT_VERSION";
-
-/// The release of the libvirt daemon that runs us: the first of `pid` and its
-/// next ancestors (a dispatcher script may sit between the daemon and the
-/// hook) with libvirt.so mapped (`/proc/PID/maps`; the soname carries the
-/// release).
-pub fn daemon_libvirt_version(pid: u32) -> Option<LibvirtVersion> {
-    let mut pid = pid;
-    for _ in 0..3 {
-        if pid <= 1 {
-            return None;
-        }
-        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-            if let Some(v) = maps
-                .lines()
-                .filter(|l| l.contains("/libvirt.so.0."))
-                .find_map(LibvirtVersion::from_soname)
-            {
-                return Some(v);
-            }
-        }
-        pid = parent_of(pid)?;
-    }
-    None
-}
-
-/// The parent of `pid`, from `/proc/PID/stat` (the field after the command,
-/// which may itself hold spaces and parentheses).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze;
+    use crate::core::analysis::analyze;
+
+    /// Every client socket is missing (the tests' sockets do not exist).
+    fn missing(_path: &str) -> SocketState {
+        SocketState::Missing
+    }
 
     const DOM: &str = "<domain><name>d</name>MEM<devices><interface type='vhostuser'><mac address='52:54:00:00:00:01'/><source type='unix' path='/nonexistent/vhu.sock' mode='client'/><model type='MODEL'/></interface></devices>OS</domain>";
     const WIN_OS: &str = "<features><hyperv><relaxed state='on'/></hyperv></features>";
@@ -305,19 +263,11 @@ mod tests {
             ..Policy::default()
         };
         let a = analyze(&xml, &policy).unwrap();
-        findings(&a, &policy, &probe_socket)
+        findings(&a, &policy, &missing)
     }
 
     const SHARED: &str = "<memoryBacking><access mode='shared'/></memoryBacking>";
     const MEMFD: &str = "<memoryBacking><source type='memfd'/></memoryBacking>";
-
-    #[test]
-    fn parent_is_read_from_proc() {
-        let me = std::process::id();
-        assert_eq!(parent_of(me), Some(std::os::unix::process::parent_id()));
-        // A test binary maps no libvirt.so, nor does cargo.
-        assert_eq!(daemon_libvirt_version(me), None);
-    }
 
     #[test]
     fn every_problem_is_found_with_its_severity() {
@@ -398,7 +348,7 @@ mod tests {
                 ..Policy::default()
             };
             let a = analyze(&xml, &policy).unwrap();
-            let f = findings(&a, &policy, &probe_socket);
+            let f = findings(&a, &policy, &missing);
             assert_eq!(not_compliant(&f), fixable, "{v:?}: {f:?}");
         }
     }

@@ -1,0 +1,132 @@
+//! The command line: `filter`, `diff`, `check`, `audit`, `config`, `hook`,
+//! `proxy`, and the generated `completions` and `man` pages (from these same
+//! definitions). `args` defines them, `commands` runs them, `man` renders the
+//! pages. Nothing else in the crate imports this module.
+//!
+//! Exit codes (like grep's): 0 success / nothing to change / compliant,
+//! 1 something would change (`diff`, `check`), 2 error. stdout carries only data.
+
+mod args;
+mod commands;
+mod man;
+
+use crate::config;
+use crate::hook::HookCall;
+use anyhow::Result;
+use args::{Cli, Command, ConfigCommand};
+use clap::{CommandFactory, Parser};
+use std::io;
+use std::path::Path;
+
+/// Exit status: success, compliant, nothing would change.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit status: something would change / is not compliant.
+pub(crate) const EXIT_CHANGE: u8 = 1;
+/// Exit status: bad input, bad configuration, or an I/O failure.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// Runs the hook for `OBJECT` and the words after it, exactly as libvirt
+/// passed them (no option parsing: domain names may look like options); the
+/// configuration from `config`, else $VHOSTFIX_CONFIG or the default file.
+/// Returns the exit status for libvirt.
+pub(crate) fn hook_main(object: &str, words: &[std::ffi::OsString], config: Option<&Path>) -> u8 {
+    if let Some(note) = crate::logging::init_hook() {
+        eprintln!("vhostfix: note: {note}");
+    }
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let call = HookCall::from_words(object, &words);
+    let code = crate::hook::run_words(call, &mut io::stdin().lock(), config);
+    u8::try_from(code).unwrap_or(EXIT_ERROR)
+}
+
+/// Parses the command line and runs it; returns the exit status.
+pub(crate) fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => EXIT_OK,
+        Err(e) => {
+            eprintln!("vhostfix: error: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Filter { file, quiet } => commands::filter(&cli, file.as_deref(), *quiet),
+        Command::Diff { file, color } => commands::diff(&cli, file.as_deref(), *color),
+        Command::Check { files, json } => commands::check(&cli, files, *json),
+        Command::Audit {
+            connect,
+            json,
+            prometheus,
+        } => commands::audit(&cli, connect.as_deref(), *json, prometheus.as_deref()),
+        Command::Config(ConfigCommand::Check { path }) => {
+            commands::config_check(path.as_deref().or(cli.config.as_deref()))
+        }
+        Command::Config(ConfigCommand::Show) => commands::config_show(&cli),
+        Command::Hook { words } => {
+            let (object, rest) = words
+                .split_first()
+                .map_or((String::new(), &[][..]), |(o, r)| {
+                    (o.to_string_lossy().into_owned(), r)
+                });
+            Ok(hook_main(&object, rest, cli.config.as_deref()))
+        }
+        Command::Proxy {
+            stats: true,
+            format,
+            ..
+        } => {
+            let (config, _) = config::load(cli.config.as_deref())?;
+            let pairs = crate::proxy::admin::fetch(&config.proxy.admin_socket)?;
+            print!("{}", crate::proxy::admin::render(&pairs, format));
+            Ok(EXIT_OK)
+        }
+        Command::Proxy {
+            listen,
+            upstream,
+            listen_ro,
+            upstream_ro,
+            ..
+        } => {
+            if let Some(note) = crate::logging::init() {
+                eprintln!("vhostfix: note: {note}");
+            }
+            let opts = crate::proxy::Options {
+                config: cli.config.clone(),
+                listen: listen.clone(),
+                upstream: upstream.clone(),
+                listen_ro: listen_ro.clone(),
+                upstream_ro: upstream_ro.clone(),
+                guests: cli.guests,
+                target_model: cli.target_model,
+            };
+            crate::proxy::run(&opts)?;
+            Ok(EXIT_OK)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "vhostfix", &mut io::stdout().lock());
+            Ok(EXIT_OK)
+        }
+        Command::Man { dir } => commands::man(dir.as_deref()),
+    }
+}

@@ -1,0 +1,409 @@
+//! The proxy's main loop: its sockets, the accept loop with admission, the
+//! signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop), and turning away
+//! clients that may not come in.
+
+use super::admin;
+use super::admit::{self, peer_cred, Refusal};
+use super::connection::Handle;
+use super::listen::{self, Listener};
+use super::notify::notify;
+use super::relay::{self, Route};
+use super::shared::{admission_limits, Settings, Shared};
+use super::stats::Stats;
+use crate::config::ProxyConfig;
+use crate::core::rules::{Guests, TargetModel};
+use crate::rpc::client::default_socket;
+use crate::rpc::error::{error_reply, ACCESS_DENIED, FROM_ACCESS};
+use crate::rpc::frame::{Header, HEADER_LEN, LEN_WORD};
+use crate::rpc::transport::write_frame;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use rustix::event::{poll, PollFd, PollFlags};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most refused clients being answered at once; more are closed at once.
+const MAX_REFUSING: usize = 16;
+/// How long a refused client has to send the header we answer.
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Command-line settings; each overrides the `[proxy]` table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) listen: Option<PathBuf>,
+    pub(crate) upstream: Option<PathBuf>,
+    pub(crate) listen_ro: Option<PathBuf>,
+    pub(crate) upstream_ro: Option<PathBuf>,
+    pub(crate) guests: Option<Guests>,
+    pub(crate) target_model: Option<TargetModel>,
+}
+
+impl Options {
+    fn settings(&self) -> Result<Settings> {
+        Settings::load(self.config.as_deref(), self.guests, self.target_model)
+    }
+}
+
+/// What the signal thread has seen.
+#[derive(Default)]
+struct Signals {
+    stop: AtomicBool,
+    reload: AtomicBool,
+}
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub(crate) fn run(opts: &Options) -> Result<()> {
+    // Block the signals in every thread; one thread waits for them.
+    let mut sigs = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        sigs.add(s);
+    }
+    sigs.thread_block().context("blocking signals")?;
+    raise_fd_limit();
+
+    let settings = opts.settings()?;
+    let pc = settings.config.proxy.clone();
+    let listeners = listeners(opts, &pc)?;
+    for l in &listeners {
+        log_listener(l);
+    }
+    let shared = Arc::new(Shared::new(settings));
+    let _admin = admin::start(&pc.admin_socket, shared.clone())?;
+    let signals = watch_signals(sigs)?;
+    for l in &listeners {
+        l.sock.set_nonblocking(true)?;
+    }
+    notify("READY=1\nSTATUS=relaying libvirt clients");
+    while !signals.stop.load(Ordering::SeqCst) {
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            reload(opts, &shared);
+        }
+        wait_for_clients(&listeners)?;
+        for l in &listeners {
+            // A client accepted after SIGTERM would be closed at once by the
+            // drain; left in the backlog of a systemd-owned socket, it is
+            // served by the next instance (restart).
+            if signals.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if !accept_all(l, &shared, &signals.stop) {
+                // Out of descriptors: wait for connections to end.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    notify("STOPPING=1");
+    drain(listeners, &shared);
+    Ok(())
+}
+
+fn log_listener(l: &Listener) {
+    log::info!(
+        "proxy: listening on {} ({}) -> {}",
+        l.path.display(),
+        if l.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        l.upstream.display()
+    );
+    if !l.upstream.exists() {
+        log::warn!(
+            "proxy: {} does not exist yet: clients get an error until libvirt listens there",
+            l.upstream.display()
+        );
+    }
+}
+
+/// Starts the thread that waits for SIGTERM, SIGINT and SIGHUP.
+fn watch_signals(sigs: SigSet) -> Result<Arc<Signals>> {
+    let signals = Arc::new(Signals::default());
+    let seen = signals.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            match sigs.wait() {
+                Ok(Signal::SIGHUP) => seen.reload.store(true, Ordering::SeqCst),
+                Ok(_) => {
+                    seen.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(_) => {}
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(signals)
+}
+
+/// SIGHUP: the configuration read again; a bad one leaves the old in force.
+fn reload(opts: &Options, shared: &Shared) {
+    match opts.settings() {
+        Ok(s) => {
+            shared.replace(s);
+            log::info!("proxy: configuration reloaded (socket settings apply at the next start)");
+        }
+        Err(e) => log::error!("proxy: reload failed, keeping the previous configuration: {e:#}"),
+    }
+}
+
+/// Waits up to 200 ms for a client on any socket (or a signal).
+fn wait_for_clients(listeners: &[Listener]) -> Result<()> {
+    let mut fds: Vec<PollFd<'_>> = listeners
+        .iter()
+        .map(|l| PollFd::new(&l.sock, PollFlags::IN))
+        .collect();
+    let timeout = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(std::io::Error::from(e)).context("poll"),
+    }
+}
+
+fn non_empty(p: &Path) -> Option<PathBuf> {
+    (!p.as_os_str().is_empty()).then(|| p.to_path_buf())
+}
+
+/// Raises the soft limit on open files to the hard limit: each connection
+/// holds several descriptors (client, upstream, their copies, pipes).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
+/// The sockets to serve: passed by systemd, or created here.
+fn listeners(opts: &Options, pc: &ProxyConfig) -> Result<Vec<Listener>> {
+    let upstream = opts
+        .upstream
+        .clone()
+        .or(non_empty(&pc.upstream))
+        .unwrap_or_else(default_socket);
+    let upstream_ro = opts
+        .upstream_ro
+        .clone()
+        .or(non_empty(&pc.upstream_ro))
+        .unwrap_or_else(|| {
+            let mut s = upstream.clone().into_os_string();
+            s.push("-ro");
+            PathBuf::from(s)
+        });
+    let passed = listen::from_systemd()?;
+    if !passed.is_empty() {
+        let mut out = Vec::new();
+        for (name, sock) in passed {
+            let read_only = match name.as_str() {
+                "vhostfix-rw" => false,
+                "vhostfix-ro" => true,
+                other => bail!(
+                    "systemd passed a socket named '{other}'; expected FileDescriptorName=vhostfix-rw or vhostfix-ro"
+                ),
+            };
+            let path = sock
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from(&name));
+            let up = if read_only { &upstream_ro } else { &upstream };
+            out.push(Listener::passed(sock, path, up.clone(), read_only));
+        }
+        return Ok(out);
+    }
+    let listen = opts.listen.clone().unwrap_or(pc.listen.clone());
+    let listen_ro = opts.listen_ro.clone().or(non_empty(&pc.listen_ro));
+    let gid = listen::group_id(&pc.socket_group).context("proxy.socket_group")?;
+    let mut out = vec![Listener::bind(&listen, pc.mode(), gid, upstream, false)?];
+    if let Some(ro) = &listen_ro {
+        out.push(Listener::bind(ro, pc.mode_ro(), gid, upstream_ro, true)?);
+    }
+    Ok(out)
+}
+
+/// Accepts every pending client of one socket. False when accept failed for
+/// lack of descriptors.
+fn accept_all(l: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) -> bool {
+    while !stop.load(Ordering::SeqCst) {
+        match l.sock.accept() {
+            Ok((client, _)) => {
+                let _ = client.set_nonblocking(false);
+                admit_one(client, l, shared);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if shared.client_log.allow().is_some() {
+                    log::warn!("proxy: accept on {}: {e}", l.path.display());
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Admits a client (a relay thread) or turns it away, before it can make the
+/// proxy hold anything of note.
+fn admit_one(client: UnixStream, l: &Listener, shared: &Arc<Shared>) {
+    let cred = match peer_cred(&client) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!(
+                "{}: cannot read peer credentials: {e}; closing",
+                l.path.display()
+            );
+            return;
+        }
+    };
+    let settings = shared.current();
+    let lim = admission_limits(&settings.config.proxy);
+    let verdict = if admit::allowed(&cred, l.read_only, &settings.allowed_gids) {
+        shared.tally.admit(cred.uid, &lim)
+    } else {
+        Err(Refusal::NotAllowed)
+    };
+    let ticket = match verdict {
+        Ok(t) => t,
+        Err(why) => {
+            Stats::bump(&shared.stats.refused);
+            let msg = why.message(&cred, &l.path.display().to_string(), &lim);
+            if let Some(n) = shared.refusal_log.allow() {
+                let more = if n > 0 {
+                    format!(" ({n} more refusals not logged)")
+                } else {
+                    String::new()
+                };
+                log::warn!(
+                    "{} refused on {}: {msg}{more}",
+                    relay::who(&cred),
+                    l.path.display()
+                );
+            }
+            refuse(client, msg, shared);
+            return;
+        }
+    };
+    Stats::bump(&shared.stats.accepted);
+    let route = Route {
+        listen: l.path.clone(),
+        upstream: l.upstream.clone(),
+    };
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("client->libvirt".into())
+        .stack_size(512 * 1024)
+        .spawn(move || relay::serve(client, cred, route, sh, ticket));
+    if let Err(e) = spawned {
+        if shared.client_log.allow().is_some() {
+            log::error!("proxy: cannot start a client thread: {e}");
+        }
+    }
+}
+
+/// Answers a refused client on a thread of its own when fewer than
+/// `MAX_REFUSING` do so already; otherwise just closes it.
+fn refuse(client: UnixStream, msg: String, shared: &Arc<Shared>) {
+    let taken = shared
+        .refusing
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < MAX_REFUSING).then_some(n + 1)
+        })
+        .is_ok();
+    if !taken {
+        return;
+    }
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("refuse".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            answer_refused(client, &msg, REFUSE_WAIT);
+            sh.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Turns a refused client away: reads at most its first frame's header
+/// (within `wait`), answers it with `message` if it was a call, and closes.
+/// The caller bounds how many of these run at once.
+fn answer_refused(client: UnixStream, message: &str, wait: Duration) {
+    use std::io::Read;
+    let _ = client.set_read_timeout(Some(wait));
+    let _ = client.set_write_timeout(Some(wait));
+    let until = Instant::now() + wait;
+    let mut head = [0u8; LEN_WORD + HEADER_LEN];
+    let mut got = 0;
+    let mut r = &client;
+    while got < head.len() && Instant::now() < until {
+        match r.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    if got == head.len() {
+        if let Some(h) = Header::of_frame(&head).filter(Header::is_call) {
+            let reply = error_reply(&h, ACCESS_DENIED, FROM_ACCESS, message);
+            let _ = write_frame(&client, &reply, &[]);
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Stops accepting, closes each connection once it is idle (no call in
+/// flight, no open stream) for up to `drain_seconds`, then closes the rest.
+fn drain(listeners: Vec<Listener>, shared: &Shared) {
+    drop(listeners);
+    let drain = Duration::from_secs(u64::from(shared.current().config.proxy.drain_seconds));
+    // However the unit's TimeoutStopSec was set, systemd waits for the drain.
+    notify(&format!(
+        "EXTEND_TIMEOUT_USEC={}",
+        (drain + Duration::from_secs(5)).as_micros()
+    ));
+    let n = shared.handles().len();
+    log::info!(
+        "proxy: stopping; {n} connection(s) open, waiting up to {}s for calls and streams in flight",
+        drain.as_secs()
+    );
+    let deadline = Instant::now() + drain;
+    loop {
+        let open = shared.handles();
+        for h in &open {
+            if h.idle() {
+                h.close();
+            }
+        }
+        if open.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = shared.handles();
+    if !left.is_empty() {
+        log::warn!(
+            "proxy: closing {} connection(s) still busy after {}s",
+            left.len(),
+            drain.as_secs()
+        );
+    }
+    for h in left {
+        Handle::close(&h);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !shared.handles().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    log::info!("proxy: stopped");
+}

@@ -1,0 +1,120 @@
+//! libvirt's error reply (`remote_error` in `remote_protocol.x`): the codes
+//! and domains vhostfix answers with, the encoder for a reply of its own, and
+//! the decoder for libvirt's.
+
+use super::frame::{build_frame, mtype, status, Header};
+use super::xdr::{put_i32, put_opt_string, put_u32, Xdr, XdrError};
+
+/// VIR_ERR_CONFIG_UNSUPPORTED.
+pub(crate) const CONFIG_UNSUPPORTED: i32 = 67;
+/// VIR_ERR_ACCESS_DENIED.
+pub(crate) const ACCESS_DENIED: i32 = 88;
+/// VIR_FROM_DOMAIN.
+pub(crate) const FROM_DOMAIN: i32 = 20;
+/// VIR_FROM_ACCESS.
+pub(crate) const FROM_ACCESS: i32 = 55;
+/// VIR_ERR_NO_DOMAIN: "Domain not found".
+pub(crate) const NO_DOMAIN: i32 = 42;
+/// VIR_ERR_NO_CONNECT.
+pub(crate) const NO_CONNECT: i32 = 5;
+/// VIR_FROM_REMOTE.
+pub(crate) const FROM_REMOTE: i32 = 13;
+/// VIR_ERR_ERROR.
+pub(crate) const LEVEL_ERROR: i32 = 2;
+
+/// A `remote_error` reply to `call` (REPLY, status ERROR, same prog/vers/proc/serial).
+pub(crate) fn error_reply(call: &Header, code: i32, domain: i32, message: &str) -> Vec<u8> {
+    let h = Header {
+        mtype: mtype::REPLY,
+        status: status::ERROR,
+        ..*call
+    };
+    // Keep the message inside libvirt's string limit.
+    let mut msg = message;
+    if msg.len() > 64 * 1024 {
+        let mut cut = 64 * 1024;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg = &msg[..cut];
+    }
+    let mut p = Vec::with_capacity(64 + msg.len());
+    put_i32(&mut p, code);
+    put_i32(&mut p, domain);
+    put_opt_string(&mut p, Some(msg.as_bytes()));
+    put_i32(&mut p, LEVEL_ERROR);
+    put_u32(&mut p, 0); // dom: absent
+    put_opt_string(&mut p, None); // str1
+    put_opt_string(&mut p, None); // str2
+    put_opt_string(&mut p, None); // str3
+    put_i32(&mut p, 0); // int1
+    put_i32(&mut p, 0); // int2
+    put_u32(&mut p, 0); // net: absent
+    build_frame(&h, &p)
+}
+
+/// The decoded `remote_error` of an error reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteError {
+    pub(crate) code: i32,
+    pub(crate) domain: i32,
+    pub(crate) message: Option<String>,
+}
+
+/// Reads the start of a `remote_error` payload.
+pub(crate) fn decode_error(payload: &[u8]) -> Result<RemoteError, XdrError> {
+    let mut x = Xdr::new(payload);
+    let code = x.i32()?;
+    let domain = x.i32()?;
+    let message = x
+        .opt_string()?
+        .map(|m| String::from_utf8_lossy(m).into_owned());
+    Ok(RemoteError {
+        code,
+        domain,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::frame::{frame_len, payload, PROG_REMOTE};
+
+    #[test]
+    fn error_reply_encoding() {
+        let h = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure: 11,
+            mtype: mtype::CALL_WITH_FDS,
+            serial: 42,
+            status: status::OK,
+        };
+        let f = error_reply(
+            &h,
+            CONFIG_UNSUPPORTED,
+            FROM_DOMAIN,
+            "unsupported configuration: no",
+        );
+        let r = Header::of_frame(&f).unwrap();
+        assert_eq!(
+            (r.prog, r.vers, r.procedure, r.serial),
+            (PROG_REMOTE, 1, 11, 42)
+        );
+        assert_eq!((r.mtype, r.status), (mtype::REPLY, status::ERROR));
+        assert_eq!(frame_len(f[..4].try_into().unwrap()), Ok(f.len()));
+        let e = decode_error(payload(&f)).unwrap();
+        assert_eq!(e.code, 67);
+        assert_eq!(e.domain, 20);
+        assert_eq!(e.message.as_deref(), Some("unsupported configuration: no"));
+        // Exact tail: level, dom absent, str1..3 absent, int1, int2, net absent.
+        let msg_len = "unsupported configuration: no".len();
+        let tail = &payload(&f)[8 + 4 + 4 + msg_len + (4 - msg_len % 4) % 4..];
+        let words: Vec<u32> = tail
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(words, vec![2, 0, 0, 0, 0, 0, 0, 0]);
+    }
+}
