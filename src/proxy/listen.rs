@@ -148,9 +148,9 @@ impl Listener {
 }
 
 /// Listening sockets passed by systemd (LISTEN_PID, LISTEN_FDS,
-/// LISTEN_FDNAMES), by name: `vhostfix-rw` and `vhostfix-ro`. Empty when the
-/// process was not socket-activated.
-pub(crate) fn from_systemd() -> Result<Vec<(String, UnixListener)>> {
+/// LISTEN_FDNAMES): each with its name (empty when systemd passed none) and
+/// the path it is bound to. Empty when the process was not socket-activated.
+pub(crate) fn from_systemd() -> Result<Vec<(String, UnixListener, PathBuf)>> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .unwrap_or_default()
         .split(':')
@@ -161,7 +161,14 @@ pub(crate) fn from_systemd() -> Result<Vec<(String, UnixListener)>> {
     for i in 0..fds.len() {
         let name = names.get(i).cloned().unwrap_or_default();
         match fds.take_unix_listener(i) {
-            Ok(Some(l)) => out.push((name, l)),
+            Ok(Some(l)) => {
+                let path = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_else(|| PathBuf::from(format!("(socket {i} passed by systemd)")));
+                out.push((name, l, path));
+            }
             Ok(None) => {}
             Err(e) => bail!("socket {i} ({name}) passed by systemd: {e}"),
         }

@@ -200,35 +200,78 @@ fn listeners(opts: &Options, pc: &ProxyConfig) -> Result<Vec<Listener>> {
             s.push("-ro");
             PathBuf::from(s)
         });
+    let listen = opts.listen.clone().unwrap_or(pc.listen.clone());
+    let listen_ro = opts.listen_ro.clone().or(non_empty(&pc.listen_ro));
     let passed = listen::from_systemd()?;
     if !passed.is_empty() {
+        let roles = passed_roles(&passed, &listen, listen_ro.as_deref())?;
         let mut out = Vec::new();
-        for (name, sock) in passed {
-            let read_only = match name.as_str() {
-                "vhostfix-rw" => false,
-                "vhostfix-ro" => true,
-                other => bail!(
-                    "systemd passed a socket named '{other}'; expected FileDescriptorName=vhostfix-rw or vhostfix-ro"
-                ),
-            };
-            let path = sock
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
-                .unwrap_or_else(|| PathBuf::from(&name));
+        for ((_, sock, path), read_only) in passed.into_iter().zip(roles) {
             let up = if read_only { &upstream_ro } else { &upstream };
             out.push(Listener::passed(sock, path, up.clone(), read_only));
         }
         return Ok(out);
     }
-    let listen = opts.listen.clone().unwrap_or(pc.listen.clone());
-    let listen_ro = opts.listen_ro.clone().or(non_empty(&pc.listen_ro));
     let gid = listen::group_id(&pc.socket_group).context("proxy.socket_group")?;
     let mut out = vec![Listener::bind(&listen, pc.mode(), gid, upstream, false)?];
     if let Some(ro) = &listen_ro {
         out.push(Listener::bind(ro, pc.mode_ro(), gid, upstream_ro, true)?);
     }
     Ok(out)
+}
+
+/// Which of the sockets systemd passed is read-only. A name
+/// (`FileDescriptorName=vhostfix-rw` or `vhostfix-ro`, systemd 227 and later)
+/// decides; a socket without one (systemd 219, `systemd-socket-activate`
+/// without `--fdname`, a unit without FileDescriptorName) is told by its
+/// path: the configured `listen_ro` or `listen`, else a name ending in `-ro`
+/// (libvirt's and vhostfix's read-only sockets all do). Two sockets that end
+/// up with the same role cannot be told apart: an error says how to fix it.
+fn passed_roles(
+    passed: &[(String, std::os::unix::net::UnixListener, PathBuf)],
+    listen: &Path,
+    listen_ro: Option<&Path>,
+) -> Result<Vec<bool>> {
+    let mut roles = Vec::new();
+    for (name, _, path) in passed {
+        let read_only = match name.as_str() {
+            "vhostfix-rw" => false,
+            "vhostfix-ro" => true,
+            _ if listen_ro.is_some_and(|ro| ro == path) => true,
+            _ if path == listen => false,
+            _ => path.to_string_lossy().ends_with("-ro"),
+        };
+        if !name.starts_with("vhostfix-") {
+            log::info!(
+                "proxy: systemd passed {} without a vhostfix name ({}); serving it {} by its path",
+                path.display(),
+                if name.is_empty() {
+                    "none"
+                } else {
+                    name.as_str()
+                },
+                if read_only { "read-only" } else { "read-write" }
+            );
+        }
+        roles.push(read_only);
+    }
+    for ro in [false, true] {
+        let same: Vec<String> = passed
+            .iter()
+            .zip(&roles)
+            .filter(|(_, r)| **r == ro)
+            .map(|((name, _, path), _)| format!("{} (name '{name}')", path.display()))
+            .collect();
+        if same.len() > 1 {
+            bail!(
+                "systemd passed {} sockets that vhostfix would all serve {}: {}; name them FileDescriptorName=vhostfix-rw and vhostfix-ro, or set proxy.listen and proxy.listen_ro to their paths",
+                same.len(),
+                if ro { "read-only" } else { "read-write" },
+                same.join(", ")
+            );
+        }
+    }
+    Ok(roles)
 }
 
 /// Accepts every pending client of one socket. False when accept failed for

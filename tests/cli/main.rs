@@ -9,6 +9,7 @@ mod diff;
 mod docs;
 mod filter;
 mod hook;
+mod proxy;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
