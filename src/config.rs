@@ -392,11 +392,55 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         (None, true) => key.to_string(),
         _ => String::new(),
     };
+    let msg = advice(&full_key, &msg).unwrap_or(msg);
     if full_key.is_empty() {
         format!("{pos}: {msg}")
     } else {
         format!("{pos}: {full_key}: {msg}")
     }
+}
+
+/// What to do about the easy mistakes: a misspelt key, a mode not quoted.
+fn advice(key: &str, msg: &str) -> Option<String> {
+    if key.ends_with("socket_mode") || key.ends_with("socket_mode_ro") {
+        let unquoted = msg.contains("leading zero") || msg.contains("invalid type: integer");
+        if unquoted {
+            let name = key.rsplit('.').next().unwrap_or(key);
+            return Some(format!(
+                "write the mode as a quoted octal string, e.g. {name} = \"0660\" ({msg})"
+            ));
+        }
+    }
+    // serde: "unknown field `X`, expected one of `a`, `b`" (or "expected `a`").
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (wrong, known) = rest.split_once('`')?;
+    let known: Vec<&str> = known.split('`').skip(1).step_by(2).collect();
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(wrong, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))?;
+    Some(format!(
+        "unknown key `{wrong}`; did you mean `{}`? (the keys here: {})",
+        best.1,
+        known.join(", ")
+    ))
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Finds the configuration file that applies, and whether it was named
@@ -442,10 +486,44 @@ mod tests {
     fn unknown_key_names_key_and_file() {
         let e = Config::from_toml("[hook]\non_eror = \"deny\"\n", "/etc/v.toml").unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("/etc/v.toml:2:1: hook.on_eror: unknown field `on_eror`"),
+            e.to_string().starts_with(
+                "/etc/v.toml:2:1: hook.on_eror: unknown key `on_eror`; did you mean `on_error`?"
+            ),
             "{e}"
         );
+    }
+
+    /// Issue 20: the easy mistakes say how to fix them.
+    #[test]
+    fn misspelt_keys_and_unquoted_modes_get_advice() {
+        let e = Config::from_toml("[proxy]\nsocket_mode = 0660\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:2:15: proxy.socket_mode: write the mode as a quoted octal string, e.g. socket_mode = \"0660\" (unexpected leading zero, expected nothing)"
+        );
+        let e = Config::from_toml("[proxy]\nsocket_mode_ro = 666\n", "c.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("e.g. socket_mode_ro = \"0660\""),
+            "{e}"
+        );
+        let e = Config::from_toml("[proxy]\nmax_clinets = 5\n", "c.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "c.toml:2:1: proxy.max_clinets: unknown key `max_clinets`; did you mean `max_clients`? (the keys here: listen, "
+            ),
+            "{e}"
+        );
+        let e = Config::from_toml("gusts = \"any\"\n", "c.toml").unwrap_err();
+        assert!(e.to_string().contains("did you mean `guests`?"), "{e}");
+        // Nothing close: serde's list as it is.
+        let e = Config::from_toml("[hook]\nzzzzzzzzzz = 1\n", "c.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("unknown field `zzzzzzzzzz`, expected `on_error` or `checks`"),
+            "{e}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub(crate) use render::{json, prometheus, table};
 
 use crate::core::analysis::{analyze, NicFinding, Policy};
 use crate::core::detect::Verdict;
-use crate::core::findings::{self, Finding, Severity, SocketState};
+use crate::core::findings::{self, exit, Finding, Severity, SocketState};
 use crate::core::rules::{LibvirtVersion, MemorySharing};
 use crate::rpc::client::{self, Client, Domain, RpcError, XML_INACTIVE};
 use serde::Serialize;
@@ -116,19 +116,18 @@ impl Audit {
         self.domains.iter().filter(|r| r.result == o).count()
     }
 
-    /// 0 all compliant (warnings allowed), 1 something fixable or refused, 2 an error.
+    /// The exit status (`core::findings::exit`): 0 all compliant (warnings
+    /// allowed), 1 something vhostfix fixes, 3 something refused even after
+    /// vhostfix, 2 an error.
     pub(crate) fn exit_code(&self) -> u8 {
-        if self.domains.iter().any(|r| r.error.is_some()) {
-            2
-        } else if self
-            .domains
-            .iter()
-            .any(|r| findings::not_compliant(&r.findings))
-        {
-            1
-        } else {
-            0
-        }
+        self.domains.iter().fold(exit::OK, |worst, r| {
+            let status = if r.error.is_some() {
+                exit::ERROR
+            } else {
+                exit::of(&r.findings)
+            };
+            exit::worse(worst, status)
+        })
     }
 }
 
@@ -280,11 +279,32 @@ mod tests {
         assert_eq!(a.exit_code(), 0);
         a.domains.push(r);
         assert_eq!(a.exit_code(), 1);
+        // Unshared memory: refused even after vhostfix.
+        let refused = judge(
+            &dom("u", -1),
+            XmlKind::Inactive,
+            &WIN.replace("<memoryBacking>", "<x>")
+                .replace("</memoryBacking>", "</x>"),
+            &p,
+            &findings::unchecked,
+        );
+        assert_eq!(refused.result, Outcome::Refused, "{refused:?}");
+        a.domains.push(refused);
+        assert_eq!(a.exit_code(), 3);
+        assert!(
+            prometheus(Some(&a), 7).contains("vhostfix_audit_success 1\n"),
+            "refusals are findings, not a failed audit"
+        );
         a.domains.push(bad);
         assert_eq!(a.exit_code(), 2);
         let t = table(&a);
         assert!(t.starts_with("DOMAIN  STATE     XML       GUEST"), "{t}");
         assert!(t.contains("  fixable: vhost-user nic 0"), "{t}");
+        // Issue 20: the table ends with a summary.
+        assert!(
+            t.ends_with("\n4 domain XMLs (4 domains): 1 compliant, 0 warning, 1 fixable, 1 refused, 1 error\n"),
+            "{t}"
+        );
         let prom = prometheus(Some(&a), 7);
         assert!(prom.contains("vhostfix_audit_success 0\n"), "{prom}");
         assert!(prom.contains("vhostfix_audit_domain_compliant{domain=\"l\",xml=\"inactive\",state=\"shut off\",result=\"compliant\"} 1\n"), "{prom}");

@@ -6,7 +6,8 @@ use crate::core::findings::{self, Severity};
 use crate::prometheus::{Exposition, Kind};
 use std::fmt::Write as _;
 
-/// The table for people: one line per domain and XML, each finding below it.
+/// The table for people: one line per domain and XML, each finding below it,
+/// and a summary line at the end.
 pub(crate) fn table(a: &Audit) -> String {
     let head = ["DOMAIN", "STATE", "XML", "GUEST", "VHOST-USER", "RESULT"];
     let lines: Vec<[String; 6]> = a
@@ -51,7 +52,24 @@ pub(crate) fn table(a: &Audit) -> String {
             let _ = writeln!(out, "  error: {e}");
         }
     }
+    out.push_str(&summary_line(a));
     out
+}
+
+/// `7 domain XMLs (5 domains): 4 compliant, 1 warning, 0 fixable, 2 refused, 0 error`.
+fn summary_line(a: &Audit) -> String {
+    let mut names: Vec<&str> = a.domains.iter().map(|r| r.domain.as_str()).collect();
+    names.dedup();
+    let counts: Vec<String> = Outcome::ALL
+        .iter()
+        .map(|o| format!("{} {}", a.count(*o), o.as_str()))
+        .collect();
+    format!(
+        "{} domain XMLs ({} domains): {}\n",
+        a.domains.len(),
+        names.len(),
+        counts.join(", ")
+    )
 }
 
 /// The one JSON document `--json` prints.
@@ -74,7 +92,7 @@ pub(crate) fn json(a: &Audit) -> serde_json::Value {
 /// is `None` when the audit itself failed (`vhostfix_audit_success 0`).
 pub(crate) fn prometheus(audit: Option<&Audit>, now_unix: u64) -> String {
     let mut e = Exposition::default();
-    let ok = audit.is_some_and(|a| a.exit_code() < 2);
+    let ok = audit.is_some_and(|a| a.count(Outcome::Error) == 0);
     e.family(
         "vhostfix_audit_success",
         Kind::Gauge,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 (e1000, e1000e, rtl8139, or none) in Windows guests and switches them to virtio with a minimal \
 edit, reports what it changed and why, and acts as a libvirt qemu hook that refuses early what \
 cannot work.",
-    after_help = "Exit status: 0 ok / nothing to change, 1 something would change or would be refused (diff, check, audit), 2 error.\n\
+    after_help = "Exit status (diff, check, audit): 0 nothing to change, 1 vhostfix would change something, 3 libvirt or the hook will refuse it even after vhostfix, 2 error.\n\
 Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
 Logging (hook, proxy): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
 )]
@@ -66,7 +66,8 @@ pub(crate) enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show what `filter` would change, as a unified diff (exit 1 when something would).
+    /// Show what `filter` would change, as a unified diff (exit 1 when something
+    /// would, 3 when libvirt or the hook will refuse it even so).
     Diff {
         /// Input file; stdin when absent or '-'.
         file: Option<PathBuf>,
@@ -75,7 +76,7 @@ pub(crate) enum Command {
         color: ColorWhen,
     },
     /// Report the guest OS verdict, its evidence and every vhost-user NIC
-    /// (exit 0 compliant, 1 not compliant, 2 error).
+    /// (exit 0 compliant, 1 vhostfix would fix it, 3 refused even so, 2 error).
     Check {
         /// Input files; stdin when none or '-'.
         files: Vec<PathBuf>,
@@ -85,7 +86,8 @@ pub(crate) enum Command {
     },
     /// List every domain libvirt knows (defined and running; live and inactive XML)
     /// with the verdict of `check` and the hook's admission checks
-    /// (exit 0 all compliant, 1 something fixable or refused, 2 error).
+    /// (exit 0 all compliant, 1 something vhostfix would fix, 3 something refused
+    /// even so, 2 error).
     #[command(
         after_help = "Connects read-only to libvirt's socket: libvirtd's (/run/libvirt/libvirt-sock), \
 virtqemud's (/run/libvirt/virtqemud-sock) or the vhostfix proxy's. A running domain gets two rows: \
@@ -142,8 +144,13 @@ its live XML and its inactive XML (the next boot)."
         /// libvirt's read-only socket (default: proxy.upstream_ro, else UPSTREAM-ro).
         #[arg(long, value_name = "PATH")]
         upstream_ro: Option<PathBuf>,
-        /// Print the counters of the running proxy (read from proxy.admin_socket,
-        /// root only) and exit.
+        /// The root-only socket where the proxy serves its counters (default:
+        /// proxy.admin_socket; when that is the default and --listen is given,
+        /// admin-sock beside the --listen socket). Give the same to --stats.
+        #[arg(long, value_name = "PATH")]
+        admin_socket: Option<PathBuf>,
+        /// Print the counters of the running proxy (from its admin socket, see
+        /// --admin-socket and --listen; root only) and exit.
         #[arg(long)]
         stats: bool,
         /// Format of --stats: "text" (name value lines), "json" or "prometheus".
@@ -156,10 +163,15 @@ its live XML and its inactive XML (the next boot)."
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page vhostfix(1), or write every page into DIR: vhostfix.1,
+    /// Show a man page (rendered by man(1) on a terminal, roff otherwise, e.g.
+    /// for `| man -l -`), or write every page into DIR: vhostfix.1,
     /// vhostfix-SUBCOMMAND.1 and vhostfix.toml.5 (the configuration file).
     Man {
-        /// Directory to write the pages into (created if needed).
+        /// The page: vhostfix (default), a subcommand (proxy or vhostfix-proxy),
+        /// or vhostfix.toml.
+        #[arg(value_name = "PAGE", conflicts_with = "dir")]
+        page: Option<String>,
+        /// Directory to write every page into (created if needed).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -181,6 +193,71 @@ cannot change there) and never writes to stdout, which libvirt would take as new
 XML. Exit status: 0 allow, 1 refuse (the reason on stderr, which libvirt shows to the \
 user). An internal error (unreadable XML or configuration, wrong arguments) follows \
 hook.on_error: \"allow\" (the default) logs it and exits 0, \"deny\" exits 1.";
+
+/// The global options, which every subcommand accepts.
+const GLOBALS: [&str; 5] = [
+    "config",
+    "guests",
+    "target_model",
+    "guest_os",
+    "libvirt_version",
+];
+
+/// The command line as `--help` shows it: the global options listed once,
+/// in `vhostfix --help`, and named in one line of each subcommand's help
+/// instead of repeated in full. (Completions and man pages use the plain
+/// definitions: a hidden option would not be completed.)
+pub(crate) fn for_help() -> clap::Command {
+    use clap::CommandFactory;
+    let plain = Cli::command();
+    let mut globals = String::from("Global options (before or after the subcommand):\n");
+    for arg in plain
+        .get_arguments()
+        .filter(|a| GLOBALS.contains(&a.get_id().as_str()))
+    {
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map_or_else(|| arg.get_id().as_str().to_uppercase(), |v| v.to_string());
+        let long = arg.get_long().unwrap_or_default();
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_string())
+            .collect();
+        let values = if values.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", values.join(", "))
+        };
+        globals.push_str(&format!("  --{long} <{value}>\n          {help}{values}\n"));
+    }
+    let mut cmd = plain.clone();
+    for g in GLOBALS {
+        cmd = cmd.mut_arg(g, |a| a.hide(true));
+    }
+    let after = match plain.get_after_help() {
+        Some(h) => format!("{globals}\n{h}"),
+        None => globals,
+    };
+    let note = "Global options, as in vhostfix --help: --config PATH, --guests, --target-model, --guest-os, --libvirt-version X.Y.Z.";
+    cmd = cmd.after_help(after.clone()).after_long_help(after);
+    let names: Vec<String> = plain
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |sc| {
+            let after = match sc.get_after_help() {
+                Some(h) => format!("{h}\n\n{note}"),
+                None => note.to_string(),
+            };
+            sc.after_help(after)
+        });
+    }
+    cmd
+}
 
 // The core's enums as clap values (the core itself knows nothing of clap).
 impl ValueEnum for Guests {

@@ -2,12 +2,12 @@
 //! result (stdout: data only) and the messages (stderr), return the exit code.
 
 use super::args::{Cli, ColorWhen, GuestOs};
-use super::{man as manpages, EXIT_CHANGE, EXIT_ERROR, EXIT_OK};
+use super::{man as manpages, EXIT_ERROR, EXIT_OK};
 use crate::config::{self, Config};
 use crate::core::analysis::{analyze, Analysis, Policy};
 use crate::core::detect::{Detection, Verdict};
 use crate::core::escape::one_line;
-use crate::core::findings::{findings, not_compliant, Severity};
+use crate::core::findings::{exit, findings, Severity};
 use crate::core::parse::{decode, located, InputError};
 use crate::core::rules::LibvirtVersion;
 use crate::core::{report, rewrite};
@@ -50,6 +50,13 @@ fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
         Some(p) if p == Path::new("-") => "<stdin>".to_string(),
         Some(p) => p.display().to_string(),
     };
+    if file.is_none() && io::stdin().is_terminal() {
+        // Without a file and without a pipe there is nothing to read but
+        // what someone types; '-' asks for exactly that.
+        anyhow::bail!(
+            "no input: give a FILE, or pipe the XML into stdin ('-' reads it from the terminal)"
+        );
+    }
     let bytes = if name == "<stdin>" {
         host::read_bounded(&mut io::stdin().lock(), limit, false).context("reading stdin")?
     } else {
@@ -117,17 +124,22 @@ pub(super) fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u
     let findings = findings(&a, &p, &host::probe_socket);
     {
         let mut err = io::stderr().lock();
+        // The fixes are the diff; what vhostfix cannot fix goes to stderr,
+        // under its severity (as check's report has it).
         for f in findings.iter().filter(|f| f.severity != Severity::Fixable) {
-            writeln!(err, "vhostfix: warning: {}: {}", a.subject(), f.message)?;
+            writeln!(
+                err,
+                "vhostfix: {}: {}: {}",
+                f.severity,
+                a.subject(),
+                f.message
+            )?;
         }
     }
+    let status = exit::of(&findings);
     if !a.changes() {
-        // Nothing to show, but libvirt or the hook will refuse it.
-        return Ok(if not_compliant(&findings) {
-            EXIT_CHANGE
-        } else {
-            EXIT_OK
-        });
+        // Nothing to show; libvirt or the hook may still refuse it (3).
+        return Ok(status);
     }
     let old = text_of(&input);
     let new = a.output(old);
@@ -171,27 +183,25 @@ pub(super) fn diff(cli: &Cli, file: Option<&Path>, color: ColorWhen) -> Result<u
         out.write_all(text.as_bytes())?;
     }
     out.flush()?;
-    Ok(EXIT_CHANGE)
+    Ok(status)
 }
 
 pub(super) fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
     let p = policy(cli)?;
-    let stdin_only = [PathBuf::from("-")];
-    let files = if files.is_empty() {
-        &stdin_only[..]
+    // No file: stdin (and not a terminal, see read_input).
+    let files: Vec<Option<&Path>> = if files.is_empty() {
+        vec![None]
     } else {
-        files
+        files.iter().map(|f| Some(f.as_path())).collect()
     };
     let mut worst = EXIT_OK;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for f in files {
-        match analyze_input(Some(f), &p) {
+        match analyze_input(f, &p) {
             Ok((input, a)) => {
                 // The hook's verdict: anything it or libvirt would refuse.
                 let findings = findings(&a, &p, &host::probe_socket);
-                if not_compliant(&findings) {
-                    worst = worst.max(EXIT_CHANGE);
-                }
+                worst = exit::worse(worst, exit::of(&findings));
                 if json {
                     writeln!(out, "{}", report::json(&input.name, &a, &findings))?;
                 } else {
@@ -199,12 +209,11 @@ pub(super) fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
                 }
             }
             Err(e) => {
-                worst = EXIT_ERROR;
+                worst = exit::worse(worst, EXIT_ERROR);
                 if json {
-                    let name = if f == Path::new("-") {
-                        "<stdin>".into()
-                    } else {
-                        f.display().to_string()
+                    let name = match f {
+                        Some(f) if f != Path::new("-") => f.display().to_string(),
+                        _ => "<stdin>".into(),
                     };
                     writeln!(out, "{}", report::json_error(&name, &format!("{e:#}")))?;
                 }
@@ -277,15 +286,39 @@ pub(super) fn config_show(cli: &Cli) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub(super) fn man(dir: Option<&Path>) -> Result<u8> {
+pub(super) fn man(page: Option<&str>, dir: Option<&Path>) -> Result<u8> {
     let cmd = Cli::command();
-    let Some(dir) = dir else {
-        io::stdout()
-            .lock()
-            .write_all(manpages::main_page(&cmd)?.as_bytes())?;
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        manpages::write_all(&cmd, dir)?;
         return Ok(EXIT_OK);
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    manpages::write_all(&cmd, dir)?;
+    }
+    let text = manpages::page(&cmd, page.unwrap_or("vhostfix"))?;
+    if io::stdout().is_terminal() {
+        // As `man vhostfix` would show it, where man(1) is installed.
+        match show_with_man(&text) {
+            Ok(()) => return Ok(EXIT_OK),
+            Err(e) => eprintln!("vhostfix: note: cannot run man -l - ({e}); printing roff"),
+        }
+    }
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(EXIT_OK)
+}
+
+/// Renders roff with `man -l -` (its pager, on this terminal).
+fn show_with_man(text: &str) -> io::Result<()> {
+    let mut child = std::process::Command::new("man")
+        .args(["-l", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes())?;
+    }
+    let status = child.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("man exited with {status}")))
+    }
 }

@@ -18,12 +18,16 @@ pub(crate) struct Page {
     pub(crate) exit: &'static str,
     /// The EXAMPLES section: (command line, what it does).
     pub(crate) examples: &'static [(&'static str, &'static str)],
+    /// Sections of the page's own, after the options: (title, text).
+    pub(crate) sections: &'static [(&'static str, &'static str)],
 }
 
-const EXIT_COMMON: &str = "0: success, nothing to change. 1: something would change or is not compliant (diff, check). 2: bad input, bad configuration, or an I/O failure; a message on stderr says which.";
+const EXIT_FILTER: &str = "0: the corrected XML (or the input, unchanged) is on stdout; what vhostfix could not fix is a warning on stderr. 2: bad input, bad configuration, or an I/O failure; a message on stderr says which.";
+const EXIT_CHECK: &str = "0: nothing to change and nothing refused (warnings allowed). 1: vhostfix would change something, and that fixes everything wrong. 3: libvirt or the vhostfix hook will refuse it even after vhostfix (a model left alone by policy, guest memory not shared, a missing client socket); the message says why. 2: bad input, bad configuration, or an I/O failure. With several files the worst status wins, in the order 2, 3, 1, 0.";
+const EXIT_MAIN: &str = "filter: 0, or 2 on an error. diff, check and audit: 0 nothing to change and nothing refused, 1 vhostfix would change something and that fixes everything wrong, 3 libvirt or the hook will refuse something even after vhostfix, 2 an error. hook: 0 allow, 1 refuse. proxy, config, completions, man: 0, or 2 on an error. Each page says more.";
 const EXIT_SIMPLE: &str = "0: success. 2: an error, described on stderr.";
 const EXIT_HOOK: &str = "0: allow the operation. 1: refuse it; the reason is on stderr, which libvirt shows to the user. An internal error (unreadable domain XML or configuration, wrong arguments) exits 0 and is logged when hook.on_error is \"allow\" (the default), and exits 1 when it is \"deny\".";
-const EXIT_AUDIT: &str = "0: every domain is compliant. 1: at least one domain has a NIC to fix or something libvirt or the hook will refuse. 2: libvirt could not be reached or answered with an error; with --prometheus the file still records the failure (vhostfix_audit_success 0).";
+const EXIT_AUDIT: &str = "0: every domain is compliant (warnings allowed). 1: at least one domain has a NIC vhostfix would fix, and nothing is refused. 3: libvirt or the hook will refuse at least one domain even after vhostfix. 2: libvirt could not be reached or answered with an error; with --prometheus the file still records the failure (vhostfix_audit_success 0).";
 const EXIT_PROXY: &str = "0: stopped by SIGTERM or SIGINT after draining calls in flight, or --stats printed. 2: the proxy could not start (configuration, sockets) or --stats could not reach it.";
 
 /// Every subcommand with a page, in the order vhostfix(1) lists them. A new
@@ -31,48 +35,57 @@ const EXIT_PROXY: &str = "0: stopped by SIGTERM or SIGINT after draining calls i
 pub(crate) const PAGES: &[Page] = &[
     Page {
         name: "filter",
-        exit: EXIT_COMMON,
+        exit: EXIT_FILTER,
         examples: FILTER,
+        sections: &[],
     },
     Page {
         name: "diff",
-        exit: EXIT_COMMON,
+        exit: EXIT_CHECK,
         examples: DIFF,
+        sections: &[],
     },
     Page {
         name: "check",
-        exit: EXIT_COMMON,
+        exit: EXIT_CHECK,
         examples: CHECK,
+        sections: &[],
     },
     Page {
         name: "audit",
         exit: EXIT_AUDIT,
         examples: AUDIT,
+        sections: &[],
     },
     Page {
         name: "config",
         exit: EXIT_SIMPLE,
         examples: CONFIG,
+        sections: &[],
     },
     Page {
         name: "hook",
         exit: EXIT_HOOK,
         examples: HOOK,
+        sections: &[],
     },
     Page {
         name: "proxy",
         exit: EXIT_PROXY,
         examples: PROXY,
+        sections: PROXY_SECTIONS,
     },
     Page {
         name: "completions",
         exit: EXIT_SIMPLE,
         examples: COMPLETIONS,
+        sections: &[],
     },
     Page {
         name: "man",
         exit: EXIT_SIMPLE,
         examples: MAN,
+        sections: &[],
     },
 ];
 
@@ -142,6 +155,12 @@ const PROXY: &[(&str, &str)] = &[
         "vhostfix proxy --stats --format prometheus",
         "Print the counters of the running proxy.",
     ),
+];
+const PROXY_SECTIONS: &[(&str, &str)] = &[
+    ("TRANSPARENT MODE", "By default clients reach the proxy only when they ask for it (qemu:///system?socket=/run/vhostfix/libvirt-sock). /usr/lib/vhostfix/transparent-mode enable moves libvirt's own sockets into /run/libvirt/real and gives their paths to the proxy's socket units, so that every local client goes through it; transparent-mode disable gives them back, transparent-mode status says which is in effect. Removing the package runs disable."),
+    ("SIGNALS", "SIGHUP rereads the configuration (socket settings apply at the next start); a configuration that does not load leaves the previous one in force and says so in the log. SIGTERM and SIGINT stop accepting, wait up to proxy.drain_seconds for calls and streams in flight, close the rest and exit."),
+    ("ADMIN SOCKET", "The proxy answers on proxy.admin_socket (default /run/vhostfix/admin-sock, root only) with its counters; vhostfix proxy --stats reads them. A proxy started with --listen and the default admin_socket puts it beside that socket, as admin-sock in the same directory, and --stats --listen PATH finds it there; --admin-socket names it on both sides."),
+    ("DOCUMENTATION", "/usr/share/doc/vhostfix/proxy.md: deployment, transparent mode, limits, what a client sees when the proxy is down, and how to bypass it."),
 ];
 const COMPLETIONS: &[(&str, &str)] = &[(
     "vhostfix completions bash > /etc/bash_completion.d/vhostfix",
@@ -227,7 +246,7 @@ fn clap_parts(man: &clap_mangen::Man, cmd: &clap::Command) -> io::Result<String>
     let mut buf = Vec::new();
     man.render_title(&mut buf)?;
     man.render_name_section(&mut buf)?;
-    man.render_synopsis_section(&mut buf)?;
+    buf.extend_from_slice(synopsis(cmd).as_bytes());
     man.render_description_section(&mut buf)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut buf)?;
@@ -236,6 +255,47 @@ fn clap_parts(man: &clap_mangen::Man, cmd: &clap::Command) -> io::Result<String>
         man.render_extra_section(&mut buf)?;
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// SYNOPSIS with each option's value (`[--listen PATH]`), which clap_mangen
+/// leaves out.
+fn synopsis(cmd: &clap::Command) -> String {
+    let mut words = vec![format!(
+        "\\fB{}\\fR",
+        roff(cmd.get_bin_name().unwrap_or(cmd.get_name()))
+    )];
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let value = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string());
+        let takes = a.get_action().takes_values();
+        let word = match (a.get_long(), a.get_short()) {
+            (Some(l), s) => {
+                let flag = match s {
+                    Some(s) => format!("\\fB\\-{s}\\fR|\\fB\\-\\-{}\\fR", roff(l)),
+                    None => format!("\\fB\\-\\-{}\\fR", roff(l)),
+                };
+                match value.filter(|_| takes) {
+                    Some(v) => format!("[{flag} \\fI{}\\fR]", roff(&v)),
+                    None => format!("[{flag}]"),
+                }
+            }
+            (None, _) => {
+                let v = value.unwrap_or_else(|| a.get_id().as_str().to_uppercase());
+                if a.is_required_set() {
+                    format!("\\fI{}\\fR", roff(&v))
+                } else {
+                    format!("[\\fI{}\\fR]", roff(&v))
+                }
+            }
+        };
+        words.push(word);
+    }
+    if cmd.has_subcommands() {
+        words.push("\\fICOMMAND\\fR".into());
+    }
+    format!(".SH SYNOPSIS\n{}\n", words.join(" "))
 }
 
 /// vhostfix(1): the program, its subcommands (each with its own page).
@@ -255,7 +315,7 @@ pub(crate) fn main_page(cmd: &clap::Command) -> io::Result<String> {
         .iter()
         .filter_map(|p| p.examples.first().copied())
         .collect();
-    program_sections(&mut out, EXIT_COMMON, &examples, &see_also("vhostfix(1)"));
+    program_sections(&mut out, EXIT_MAIN, &examples, &see_also("vhostfix(1)"));
     Ok(out)
 }
 
@@ -272,6 +332,10 @@ pub(crate) fn sub_page(cmd: &clap::Command, page: &Page) -> io::Result<Option<St
         .bin_name(format!("vhostfix {}", page.name));
     let man = clap_mangen::Man::new(sub.clone()).title(name.to_uppercase());
     let mut out = clap_parts(&man, &sub)?;
+    for (title, text) in page.sections {
+        section(&mut out, title);
+        let _ = writeln!(out, "{}", roff(text));
+    }
     // Nested subcommands (config check, config show) are described here.
     let nested: Vec<&clap::Command> = sub
         .get_subcommands()
@@ -430,6 +494,30 @@ fn config_sections(out: &mut String) {
         "{}",
         roff("vhostfix(1), vhostfix-config(1), vhostfix-hook(1), vhostfix-proxy(1)")
     );
+}
+
+/// One page by name: `vhostfix`, a subcommand (`proxy` or `vhostfix-proxy`),
+/// or `vhostfix.toml`.
+pub(crate) fn page(cmd: &clap::Command, name: &str) -> anyhow::Result<String> {
+    match name {
+        "vhostfix" => Ok(main_page(cmd)?),
+        "vhostfix.toml" => Ok(config_page(
+            cmd.get_version().unwrap_or_default(),
+        )),
+        _ => {
+            let sub = name.strip_prefix("vhostfix-").unwrap_or(name);
+            match PAGES.iter().find(|p| p.name == sub) {
+                Some(p) => Ok(sub_page(cmd, p)?.unwrap_or_default()),
+                None => {
+                    let names: Vec<&str> = PAGES.iter().map(|p| p.name).collect();
+                    anyhow::bail!(
+                        "no man page '{name}': the pages are vhostfix, {}, vhostfix.toml",
+                        names.join(", ")
+                    )
+                }
+            }
+        }
+    }
 }
 
 /// Writes every page into `dir`: vhostfix.1, vhostfix-NAME.1 for each entry

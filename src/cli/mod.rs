@@ -3,8 +3,10 @@
 //! definitions). `args` defines them, `commands` runs them, `man` renders the
 //! pages. Nothing else in the crate imports this module.
 //!
-//! Exit codes (like grep's): 0 success / nothing to change / compliant,
-//! 1 something would change (`diff`, `check`), 2 error. stdout carries only data.
+//! Exit codes: 0 success / nothing to change / compliant, 1 vhostfix would
+//! change something (`diff`, `check`, `audit`), 3 libvirt or the hook will
+//! refuse it even after vhostfix, 2 error (`core::findings::exit`). stdout
+//! carries only data.
 
 mod args;
 mod commands;
@@ -14,16 +16,16 @@ use crate::config;
 use crate::hook::HookCall;
 use anyhow::Result;
 use args::{Cli, Command, ConfigCommand};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use std::io;
 use std::path::Path;
 
+use crate::core::findings::exit;
+
 /// Exit status: success, compliant, nothing would change.
-pub(crate) const EXIT_OK: u8 = 0;
-/// Exit status: something would change / is not compliant.
-pub(crate) const EXIT_CHANGE: u8 = 1;
+pub(crate) const EXIT_OK: u8 = exit::OK;
 /// Exit status: bad input, bad configuration, or an I/O failure.
-pub(crate) const EXIT_ERROR: u8 = 2;
+pub(crate) const EXIT_ERROR: u8 = exit::ERROR;
 
 /// Runs the hook for `OBJECT` and the words after it, exactly as libvirt
 /// passed them (no option parsing: domain names may look like options); the
@@ -44,7 +46,10 @@ pub(crate) fn hook_main(object: &str, words: &[std::ffi::OsString], config: Opti
 
 /// Parses the command line and runs it; returns the exit status.
 pub(crate) fn main(args: Vec<std::ffi::OsString>) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
+    let parsed = args::for_help()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
@@ -93,10 +98,17 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Proxy {
             stats: true,
             format,
+            listen,
+            admin_socket,
             ..
         } => {
             let (config, _) = config::load(cli.config.as_deref())?;
-            let pairs = crate::proxy::admin::fetch(&config.proxy.admin_socket)?;
+            let path = crate::proxy::admin::socket_path(
+                admin_socket.as_deref(),
+                listen.as_deref(),
+                &config.proxy,
+            );
+            let pairs = crate::proxy::admin::fetch(&path)?;
             print!("{}", crate::proxy::admin::render(&pairs, format));
             Ok(EXIT_OK)
         }
@@ -105,6 +117,7 @@ fn run(cli: Cli) -> Result<u8> {
             upstream,
             listen_ro,
             upstream_ro,
+            admin_socket,
             ..
         } => {
             if let Some(note) = crate::logging::init() {
@@ -116,6 +129,7 @@ fn run(cli: Cli) -> Result<u8> {
                 upstream: upstream.clone(),
                 listen_ro: listen_ro.clone(),
                 upstream_ro: upstream_ro.clone(),
+                admin_socket: admin_socket.clone(),
                 guests: cli.guests,
                 target_model: cli.target_model,
             };
@@ -127,6 +141,6 @@ fn run(cli: Cli) -> Result<u8> {
             clap_complete::generate(*shell, &mut cmd, "vhostfix", &mut io::stdout().lock());
             Ok(EXIT_OK)
         }
-        Command::Man { dir } => commands::man(dir.as_deref()),
+        Command::Man { page, dir } => commands::man(page.as_deref(), dir.as_deref()),
     }
 }

@@ -30,7 +30,9 @@ pub struct Policy {
 pub enum NicStatus {
     /// Already has a virtio model; never touched.
     Compliant,
-    /// Gets (or got) the target model.
+    /// Gets the target model from `filter` or the proxy; `check` and `audit`
+    /// only look, so their JSON says `would-fix`.
+    #[serde(rename = "would-fix")]
     Fixed,
     /// Violates, but the guest is outside the policy's scope: libvirt will refuse it.
     LeftAlone,

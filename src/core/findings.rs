@@ -80,6 +80,48 @@ pub fn unchecked(_path: &str) -> SocketState {
     SocketState::Unchecked
 }
 
+/// The exit statuses of `check`, `diff` and `audit`, one table for all three
+/// (README "Exit status"). 0 and 1 keep grep's meaning for scripts that only
+/// ask "anything to do?"; 3 tells "vhostfix fixes it" from "it will be
+/// refused even after vhostfix" without parsing JSON.
+pub(crate) mod exit {
+    use super::{worst, Finding, Severity};
+
+    /// Nothing to fix, nothing refused (warnings allowed).
+    pub(crate) const OK: u8 = 0;
+    /// Something to fix, and vhostfix fixes all of it (`filter`, the proxy).
+    pub(crate) const FIXABLE: u8 = 1;
+    /// Bad input or configuration, libvirt unreachable, an I/O failure.
+    pub(crate) const ERROR: u8 = 2;
+    /// libvirt or vhostfix's hook will refuse it even after vhostfix's fixes.
+    pub(crate) const REFUSED: u8 = 3;
+
+    /// The status for one document's findings.
+    pub(crate) fn of(findings: &[Finding]) -> u8 {
+        match worst(findings) {
+            Some(Severity::Refused) => REFUSED,
+            Some(Severity::Fixable) => FIXABLE,
+            Some(Severity::Warning) | None => OK,
+        }
+    }
+
+    /// The status of several documents: an error before a refusal before a
+    /// fix before nothing.
+    pub(crate) fn worse(a: u8, b: u8) -> u8 {
+        let rank = |s: u8| match s {
+            ERROR => 3,
+            REFUSED => 2,
+            FIXABLE => 1,
+            _ => 0,
+        };
+        if rank(b) > rank(a) {
+            b
+        } else {
+            a
+        }
+    }
+}
+
 /// The worst severity among `findings`.
 pub(crate) fn worst(findings: &[Finding]) -> Option<Severity> {
     findings.iter().map(|f| f.severity).max()

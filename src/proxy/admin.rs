@@ -5,6 +5,7 @@
 use super::admit::peer_cred;
 use super::listen::Listener;
 use super::shared::Shared;
+use crate::config::ProxyConfig;
 use crate::prometheus::{Exposition, Kind};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -57,6 +58,24 @@ fn render_json(pairs: &[(&str, u64)]) -> String {
     let mut s = serde_json::Value::Object(m).to_string();
     s.push('\n');
     s
+}
+
+/// Where the admin socket is: `--admin-socket`, else a configured
+/// `admin_socket`, else (the default `admin_socket` and a `--listen` socket
+/// given) `admin-sock` beside the `--listen` socket, else the default. The
+/// proxy and `--stats` ask the same way, so `--stats --listen PATH` finds a
+/// proxy started with `--listen PATH`.
+pub(crate) fn socket_path(flag: Option<&Path>, listen: Option<&Path>, pc: &ProxyConfig) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    let default = ProxyConfig::default().admin_socket;
+    match listen.and_then(Path::parent) {
+        Some(dir) if pc.admin_socket == default && !dir.as_os_str().is_empty() => {
+            dir.join("admin-sock")
+        }
+        _ => pc.admin_socket.clone(),
+    }
 }
 
 /// Reads the counters of the proxy answering on `path`.
@@ -125,6 +144,24 @@ pub(crate) fn render(pairs: &[(String, serde_json::Value)], format: &str) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_socket_follows_listen_unless_named() {
+        let pc = ProxyConfig::default();
+        let l = Path::new("/tmp/t/proxy.sock");
+        assert_eq!(
+            socket_path(None, Some(l), &pc),
+            Path::new("/tmp/t/admin-sock")
+        );
+        assert_eq!(socket_path(None, None, &pc), pc.admin_socket);
+        let flag = Path::new("/x/a");
+        assert_eq!(socket_path(Some(flag), Some(l), &pc), flag);
+        let named = ProxyConfig {
+            admin_socket: PathBuf::from("/etc-named"),
+            ..ProxyConfig::default()
+        };
+        assert_eq!(socket_path(None, Some(l), &named), Path::new("/etc-named"));
+    }
 
     #[test]
     fn renders_text_json_and_prometheus() {

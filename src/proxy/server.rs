@@ -39,6 +39,7 @@ pub(crate) struct Options {
     pub(crate) upstream: Option<PathBuf>,
     pub(crate) listen_ro: Option<PathBuf>,
     pub(crate) upstream_ro: Option<PathBuf>,
+    pub(crate) admin_socket: Option<PathBuf>,
     pub(crate) guests: Option<Guests>,
     pub(crate) target_model: Option<TargetModel>,
 }
@@ -73,7 +74,8 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
         log_listener(l);
     }
     let shared = Arc::new(Shared::new(settings));
-    let _admin = admin::start(&pc.admin_socket, shared.clone())?;
+    let admin_path = admin::socket_path(opts.admin_socket.as_deref(), opts.listen.as_deref(), &pc);
+    let _admin = admin::start(&admin_path, shared.clone())?;
     let signals = watch_signals(sigs)?;
     for l in &listeners {
         l.sock.set_nonblocking(true)?;

@@ -2,10 +2,12 @@
 
 use crate::*;
 
-/// Issue 10: `check` exits 1 for what the hook refuses (unshared memory, a
-/// missing client socket), and `--json` carries the findings.
+/// Issue 10: `check` fails for what the hook refuses (unshared memory, a
+/// missing client socket), and `--json` carries the findings. Issue 20: it
+/// exits 3 for that, not 1 ("vhostfix fixes it"), so a script can tell them
+/// apart without parsing JSON.
 #[test]
-fn check_exits_1_for_what_the_hook_refuses() {
+fn check_exits_3_for_what_the_hook_refuses() {
     let dom = |mem: &str, mode: &str| {
         format!(
         "<domain><name>h1</name>{mem}<devices><interface type='vhostuser'><source type='unix' path='/nonexistent/vhu1.sock' mode='{mode}'/><model type='virtio'/></interface></devices></domain>"
@@ -16,7 +18,7 @@ fn check_exits_1_for_what_the_hook_refuses() {
     assert_eq!(o.code, 0, "{}", o.stdout);
     assert!(o.stdout.contains("domain 'h1': compliant"), "{}", o.stdout);
     let o = run_stdin(&["check"], dom("", "server").as_bytes());
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     assert!(
         o.stdout
             .contains("domain 'h1': not compliant: libvirt or the vhostfix hook will refuse it"),
@@ -24,10 +26,10 @@ fn check_exits_1_for_what_the_hook_refuses() {
         o.stdout
     );
     let o = run_stdin(&["check"], dom(shared, "client").as_bytes());
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     assert!(o.stdout.contains("  refused: vhost-user nic 0 is in client mode but the socket /nonexistent/vhu1.sock does not exist"), "{}", o.stdout);
     let o = run_stdin(&["check", "--json"], dom("", "client").as_bytes());
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 3);
     let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
     assert_eq!(v["compliant"], false);
     assert_eq!(v["worst"], "refused");
@@ -79,7 +81,7 @@ fn check_follows_the_libvirt_release() {
         &[("VHOSTFIX_LIBVIRT_VERSION", "11.3.0")],
         memfd.as_bytes(),
     );
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     let o = run_env_stdin(
         &["check"],
         &[("VHOSTFIX_LIBVIRT_VERSION", "9.0.0")],
@@ -120,8 +122,8 @@ fn check_exit_codes() {
     assert_eq!(run(&["check", &files("already_virtio.xml")]).code, 0);
     assert_eq!(run(&["check", &files("no_vhostuser.xml")]).code, 0);
     assert_eq!(run(&["check", &files("zstack_windows.xml")]).code, 1);
-    // A violation left alone by policy is not compliant either.
-    assert_eq!(run(&["check", &files("linux_no_evidence.xml")]).code, 1);
+    // A violation left alone by policy is refused by libvirt: 3.
+    assert_eq!(run(&["check", &files("linux_no_evidence.xml")]).code, 3);
     // Any error wins, but every file is still reported.
     let o = run(&[
         "check",
@@ -174,7 +176,8 @@ fn check_json_one_object_per_file() {
     assert_eq!(z["nics"][0]["mac"], "fa:16:3e:4c:2a:01");
     assert_eq!(z["nics"][0]["model"], "e1000");
     assert_eq!(z["nics"][0]["new_model"], "virtio");
-    assert_eq!(z["nics"][0]["status"], "fixed");
+    // Issue 20: a dry run does not say "fixed".
+    assert_eq!(z["nics"][0]["status"], "would-fix");
     assert_eq!(
         z["nics"][0]["source"]["path"],
         "/var/run/openvswitch/vhu8d2f6c0b-01"
@@ -186,4 +189,25 @@ fn check_json_one_object_per_file() {
         .as_str()
         .unwrap()
         .contains("the root element is <network>"));
+}
+
+/// Issue 20: with no FILE and a terminal on stdin, `check`, `filter` and
+/// `diff` used to wait silently for typed XML. Now they say what they need
+/// (a pty from util-linux's `script` plays the terminal; `timeout` catches
+/// a command that waits after all).
+#[test]
+fn no_file_and_a_terminal_is_an_error_not_a_silent_wait() {
+    for sub in ["check", "filter", "diff"] {
+        let out = Command::new("timeout")
+            .args(["10", "script", "-qec", &format!("{BIN} {sub}"), "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("timeout and script (util-linux) run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {text}");
+        assert!(
+            text.contains("vhostfix: error: no input: give a FILE, or pipe the XML into stdin ('-' reads it from the terminal)"),
+            "{sub}: {text}"
+        );
+    }
 }

@@ -39,15 +39,16 @@ fn diff_exits_0_with_no_output_when_nothing_changes() {
 }
 
 /// Issue 10: a Linux/unknown guest with an e1000 vhost-user NIC is left alone
-/// by policy, but libvirt refuses it: `diff` shows no change, exits 1 and says
-/// how to bring the guest into scope.
+/// by policy, but libvirt refuses it: `diff` shows no change and says how to
+/// bring the guest into scope. Issue 20: it exits 3 (refused even after
+/// vhostfix), not 1 (vhostfix would change something), and says "refused".
 #[test]
-fn diff_warns_and_exits_1_for_a_violation_left_alone() {
+fn diff_exits_3_for_a_violation_left_alone() {
     let o = run(&["diff", &files("linux_no_evidence.xml")]);
-    assert_eq!((o.code, o.stdout.as_str()), (1, ""), "{}", o.stderr);
+    assert_eq!((o.code, o.stdout.as_str()), (3, ""), "{}", o.stderr);
     assert!(
         o.stderr
-            .contains("vhostfix: warning: domain 'debian-12': vhost-user nic 0"),
+            .contains("vhostfix: refused: domain 'debian-12': vhost-user nic 0"),
         "{}",
         o.stderr
     );

@@ -124,3 +124,108 @@ fn help_version_and_usage_errors() {
     assert_eq!(o.code, 2);
     assert_eq!(o.stdout, "");
 }
+
+/// Issue 20: `vhostfix man PAGE` shows one page (it was "unexpected
+/// argument"); on a terminal man(1) renders it (a pty from util-linux's
+/// `script` plays the terminal, MANPAGER=cat the pager); piped, it is roff
+/// for `| man -l -`.
+#[test]
+fn man_shows_one_page_rendered_on_a_terminal() {
+    let o = run(&["man", "proxy"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains(".TH VHOSTFIX-PROXY 1"), "{}", o.stdout);
+    assert_eq!(run(&["man", "vhostfix-proxy"]).stdout, o.stdout);
+    assert!(run(&["man", "vhostfix.toml"])
+        .stdout
+        .contains(".TH VHOSTFIX.TOML 5"));
+    let o = run(&["man", "frob"]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr
+            .contains("no man page 'frob': the pages are vhostfix, filter, diff"),
+        "{}",
+        o.stderr
+    );
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "script",
+            "-qec",
+            &format!("{BIN} man proxy"),
+            "/dev/null",
+        ])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .stdin(Stdio::null())
+        .output()
+        .expect("timeout and script (util-linux) run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("VHOSTFIX-PROXY(1)") && !text.contains(".TH"),
+        "{text}"
+    );
+}
+
+/// Issue 20: the proxy's page says how to use it: each option with its
+/// value, transparent mode, signals, the admin socket, proxy.md; and
+/// vhostfix(1)'s EXIT STATUS covers every command, audit and 3 included.
+#[test]
+fn man_pages_say_what_an_operator_needs() {
+    let proxy = run(&["man", "proxy"]).stdout.replace("\\-", "-");
+    for want in [
+        "[\\fB--listen\\fR \\fIPATH\\fR]",
+        "[\\fB--admin-socket\\fR \\fIPATH\\fR]",
+        ".SH \"TRANSPARENT MODE\"",
+        "transparent-mode enable",
+        ".SH \"SIGNALS\"",
+        "SIGHUP rereads the configuration",
+        ".SH \"ADMIN SOCKET\"",
+        "/usr/share/doc/vhostfix/proxy.md",
+    ] {
+        assert!(proxy.contains(want), "{want}:\n{proxy}");
+    }
+    let main = run(&["man"]).stdout.replace("\\-", "-");
+    let exit = &main[main.find(".SH \"EXIT STATUS\"").unwrap()..];
+    let exit = &exit[..exit[1..].find(".SH").unwrap()];
+    for want in [
+        "audit",
+        "3 libvirt or the hook will refuse",
+        "hook: 0 allow, 1 refuse",
+    ] {
+        assert!(exit.contains(want), "{want}:\n{exit}");
+    }
+}
+
+/// Issue 20: the global options are listed once, in `vhostfix --help`; a
+/// subcommand's help names them in one line instead of repeating them.
+#[test]
+fn help_lists_global_options_once() {
+    let top = run(&["--help"]).stdout;
+    for g in [
+        "--config <PATH>",
+        "--guests <GUESTS>",
+        "--target-model",
+        "--guest-os",
+        "--libvirt-version <X.Y.Z>",
+    ] {
+        assert_eq!(top.matches(g).count(), 1, "{g}:\n{top}");
+    }
+    for sub in ["filter", "diff", "check", "audit", "hook", "proxy"] {
+        let h = run(&[sub, "--help"]).stdout;
+        assert!(!h.contains("--config <PATH>"), "{sub}:\n{h}");
+        assert!(
+            h.contains("Global options, as in vhostfix --help: --config PATH"),
+            "{sub}:\n{h}"
+        );
+    }
+    // They still work after the subcommand.
+    let o = run(&[
+        "filter",
+        "--guests",
+        "any",
+        "-q",
+        &files("linux_no_evidence.xml"),
+    ]);
+    assert!(o.stdout.contains("<model type='virtio'/>"), "{}", o.stderr);
+}

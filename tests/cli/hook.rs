@@ -193,7 +193,9 @@ fn hook_with_broken_config_allows() {
     );
     assert_eq!(o.code, 0);
     assert!(o.stderr.contains("configuration: "), "{}", o.stderr);
-    assert!(o.stderr.contains("unknown field `gests`"));
+    assert!(o
+        .stderr
+        .contains("unknown key `gests`; did you mean `guests`?"));
 }
 
 #[test]

@@ -157,3 +157,57 @@ fn two_sockets_that_cannot_be_told_apart_are_an_error_that_says_what_to_do() {
         "{log}"
     );
 }
+
+/// Issue 20: `vhostfix proxy --stats` could not find a proxy started by hand
+/// with --listen (it looked in /run/vhostfix). The admin socket now follows
+/// --listen, and --stats --listen finds it; --admin-socket names it.
+#[test]
+fn stats_find_a_proxy_started_with_listen() {
+    let d = scratch("stats-listen");
+    let sock = d.join("proxy.sock");
+    let config = d.join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let log = std::fs::File::create(d.join("proxy.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "proxy", "--listen"])
+        .arg(&sock)
+        .args(["--upstream", "/nonexistent/libvirt-sock"])
+        .env("VHOSTFIX_LOG", "stderr")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Killed when the test ends, also when it fails.
+    let _proxy = Activated { child };
+    let admin = d.join("admin-sock");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !admin.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().unwrap(), "proxy", "--stats"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    for o in [
+        stats(&["--listen", sock.to_str().unwrap()]),
+        stats(&["--admin-socket", admin.to_str().unwrap()]),
+    ] {
+        if root {
+            assert_eq!(o.code, 0, "{}", o.stderr);
+            assert!(o.stdout.contains("connections_active 0\n"), "{}", o.stdout);
+        } else {
+            // The admin socket answers root only; it was found all the same.
+            assert!(
+                o.stderr.contains(&format!(
+                    "{}: the proxy answered nothing (only root may read its counters)",
+                    admin.display()
+                )),
+                "{}",
+                o.stderr
+            );
+        }
+    }
+}

@@ -80,7 +80,7 @@ ours() { awk -v p="$P-" 'NR==1 || index($0, p)==1 {keep=1; print; next} /^  / {i
 # --- 1. directly on libvirtd's socket -------------------------------------------
 "$VHOSTFIX" audit >"$D/table" 2>"$D/err"
 rc=$?
-t_eq "audit exits 1 (refused domains present)" 1 "$rc"
+t_eq "audit exits 3 (refused domains present)" 3 "$rc"
 table=$(ours <"$D/table")
 t_contains "header" "$table" "DOMAIN"
 t_contains "linux: live and inactive, compliant" "$(grep "^$P-linux " <<<"$table")" "running"
@@ -96,7 +96,7 @@ t_eq "nothing on stderr" "" "$(cat "$D/err")"
 
 # --- 2. --json, --prometheus -------------------------------------------------------
 "$VHOSTFIX" audit --json --prometheus "$PROM" >"$D/json" 2>"$D/err"
-t_eq "audit --json exits 1" 1 "$?"
+t_eq "audit --json exits 3" 3 "$?"
 libver=$("${VD[@]}" version | awk '/Using library:/ {print $NF}')
 check_json=$(python3 - "$D/json" "$P-" "$libver" <<'PY'
 import json, sys
@@ -121,7 +121,17 @@ linux/live running unknown compliant []
 win-memfd/inactive shut-off windows warning [memfd-default]
 win-ok/inactive shut-off windows compliant []
 win-unshared/inactive shut-off windows refused [shared-memory]
-exit=1" "$check_json"
+exit=3" "$check_json"
+summary=$(python3 - "$D/json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]
+names = len({r["domain"] for r in d["domains"]})
+print("%d domain XMLs (%d domains): %s" % (s["rows"], names, ", ".join(
+    "%d %s" % (s[k], k) for k in ["compliant", "warning", "fixable", "refused", "error"])))
+PY
+)
+t_eq "the table ends with a summary line that agrees with --json" "$summary" "$(tail -n 1 "$D/table")"
 prom=$(cat "$PROM" 2>/dev/null)
 t_contains "prometheus: success" "$prom" "vhostfix_audit_success 1"
 t_contains "prometheus: compliant gauge per domain XML" "$prom" "vhostfix_audit_domain_compliant{domain=\"$P-win-unshared\",xml=\"inactive\",state=\"shut off\",result=\"refused\"} 0"
@@ -161,7 +171,7 @@ on_exit "stop_pid $PROXY_PID"
 if wait_for "[ -S '$SOCK' ]" 15; then
   t_ok "proxy starts"
   "$VHOSTFIX" audit --connect "$SOCK" --json >"$D/json-proxy" 2>"$D/err"
-  t_eq "audit through the proxy exits 1" 1 "$?"
+  t_eq "audit through the proxy exits 3" 3 "$?"
   a=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sorted((r["domain"],r["xml"],r["result"]) for r in d["domains"] if r["domain"].startswith(sys.argv[2])))' "$D/json-proxy" "$P-")
   "$VHOSTFIX" audit --json >"$D/json-direct" 2>/dev/null
   b=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sorted((r["domain"],r["xml"],r["result"]) for r in d["domains"] if r["domain"].startswith(sys.argv[2])))' "$D/json-direct" "$P-")
