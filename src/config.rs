@@ -7,6 +7,7 @@
 
 use crate::core::analysis::Policy;
 use crate::core::detect::Signals;
+use crate::core::findings::Kind;
 use crate::core::parse::{located, InputLimits, Pos};
 use crate::core::rules::{Guests, TargetModel};
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,10 @@ pub(crate) struct HookConfig {
 pub(crate) struct HookChecks {
     /// A vhost-user NIC with a non-virtio model in an in-scope guest.
     pub(crate) model: CheckAction,
-    /// A vhost-user NIC while guest memory is not shared.
+    /// A vhost-user NIC while guest memory is not shared. "warn" by default:
+    /// before libvirt 11.2 such a guest starts (its vhost-user NIC dead, its
+    /// other NICs working), and installing vhostfix must not stop a guest
+    /// that starts today; libvirt 11.2 and later refuse it themselves.
     pub(crate) shared_memory: CheckAction,
     /// A client-mode vhost-user NIC whose socket does not exist and no reconnect.
     pub(crate) client_socket: CheckAction,
@@ -77,9 +81,24 @@ impl Default for HookChecks {
     fn default() -> Self {
         HookChecks {
             model: CheckAction::Deny,
-            shared_memory: CheckAction::Deny,
+            shared_memory: CheckAction::Warn,
             client_socket: CheckAction::Deny,
         }
+    }
+}
+
+impl HookChecks {
+    /// What the hook does at `prepare begin` about a finding of `kind`, and
+    /// the `[hook.checks]` key that says so; `None` for findings the hook
+    /// does not act on (libvirt itself refuses them, or they work today).
+    pub(crate) fn action_for(&self, kind: Kind) -> Option<(CheckAction, &'static str)> {
+        let (action, key) = match kind {
+            Kind::Model => (self.model, "model"),
+            Kind::SharedMemory => (self.shared_memory, "shared_memory"),
+            Kind::ClientSocket => (self.client_socket, "client_socket"),
+            Kind::ModelOutOfScope | Kind::MemfdDefault => return None,
+        };
+        (action != CheckAction::Off).then_some((action, key))
     }
 }
 

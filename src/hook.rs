@@ -22,7 +22,7 @@
 use crate::config::{self, CheckAction, Config, OnError};
 use crate::core::analysis::{analyze, Analysis, NicStatus, Policy};
 use crate::core::escape::{field, one_line};
-use crate::core::findings::{findings, nic_place, Kind};
+use crate::core::findings::{findings, nic_place};
 use crate::core::parse::{decode, InputLimits};
 use crate::host;
 use std::io::Read;
@@ -267,18 +267,11 @@ fn refuse(call: &HookCall, problems: &[Problem]) -> i32 {
 /// `prepare begin`: the shared verdict (`crate::core::findings`), each finding
 /// subject to its `[hook.checks]` key: (a) model, (b) shared memory, (c) client socket.
 fn admission(a: &Analysis, config: &Config, policy: &Policy) -> Vec<Problem> {
-    let checks = &config.hook.checks;
     findings(a, policy, &host::probe_socket)
         .into_iter()
         .filter_map(|f| {
-            let action = match f.kind {
-                Kind::Model => checks.model,
-                Kind::SharedMemory => checks.shared_memory,
-                Kind::ClientSocket => checks.client_socket,
-                // libvirt itself refuses these, or they work today.
-                Kind::ModelOutOfScope | Kind::MemfdDefault => return None,
-            };
-            (action != CheckAction::Off).then_some(Problem {
+            let (action, _) = config.hook.checks.action_for(f.kind)?;
+            Some(Problem {
                 action,
                 text: f.message,
             })

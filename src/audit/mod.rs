@@ -10,8 +10,9 @@
 
 mod render;
 
-pub(crate) use render::{json, prometheus, table};
+pub(crate) use render::{json, next_start_text, prometheus, table};
 
+use crate::config::{CheckAction, HookChecks};
 use crate::core::analysis::{analyze, NicFinding, Policy};
 use crate::core::detect::Verdict;
 use crate::core::findings::{self, exit, Finding, Severity, SocketState};
@@ -128,6 +129,51 @@ impl Audit {
             };
             exit::worse(worst, status)
         })
+    }
+}
+
+/// What the hook will do about one finding when a defined guest starts next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AtStart<'a> {
+    pub(crate) domain: &'a str,
+    pub(crate) action: CheckAction,
+    /// The `[hook.checks]` key that decides.
+    pub(crate) key: &'static str,
+    pub(crate) message: &'a str,
+}
+
+/// For each defined guest's next boot (its inactive XML), the findings the
+/// hook's admission checks act on under `checks`, refusals first.
+pub(crate) fn at_next_start<'a>(a: &'a Audit, checks: &HookChecks) -> Vec<AtStart<'a>> {
+    let mut out: Vec<AtStart<'a>> = a
+        .domains
+        .iter()
+        .filter(|r| r.xml == XmlKind::Inactive)
+        .flat_map(|r| {
+            r.findings.iter().filter_map(move |f| {
+                let (action, key) = checks.action_for(f.kind)?;
+                Some(AtStart {
+                    domain: &r.domain,
+                    action,
+                    key,
+                    message: &f.message,
+                })
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.action != CheckAction::Deny);
+    out
+}
+
+/// `--next-start`'s exit status: 3 when the hook will refuse a guest, 2 when
+/// a domain could not be read, else 0.
+pub(crate) fn next_start_exit(a: &Audit, starts: &[AtStart<'_>]) -> u8 {
+    if a.count(Outcome::Error) > 0 {
+        exit::ERROR
+    } else if starts.iter().any(|s| s.action == CheckAction::Deny) {
+        exit::REFUSED
+    } else {
+        exit::OK
     }
 }
 
@@ -312,5 +358,65 @@ mod tests {
             prom.contains("vhostfix_audit_domains{result=\"fixable\"} 1\n"),
             "{prom}"
         );
+    }
+
+    /// Issue 20: what the hook will do at each defined guest's next start,
+    /// with the setting that changes it (shared memory only warns by default).
+    #[test]
+    fn the_next_start_follows_the_hook_checks() {
+        let p = Policy::default();
+        let unshared = WIN
+            .replace("<memoryBacking>", "<x>")
+            .replace("</memoryBacking>", "</x>")
+            .replace("e1000", "virtio");
+        let client = WIN
+            .replace("mode='server'", "mode='client'")
+            .replace("e1000", "virtio");
+        let missing = |_: &str| SocketState::Missing;
+        let a = Audit {
+            socket: PathBuf::from("/s"),
+            libvirt: None,
+            domains: vec![
+                judge(&dom("c", -1), XmlKind::Inactive, &client, &p, &missing),
+                judge(&dom("u", 4), XmlKind::Live, &unshared, &p, &missing),
+                judge(&dom("u", 4), XmlKind::Inactive, &unshared, &p, &missing),
+            ],
+        };
+        let checks = HookChecks::default();
+        let starts = at_next_start(&a, &checks);
+        let seen: Vec<(&str, CheckAction, &str)> =
+            starts.iter().map(|s| (s.domain, s.action, s.key)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("c", CheckAction::Deny, "client_socket"),
+                ("u", CheckAction::Warn, "shared_memory")
+            ]
+        );
+        assert_eq!(next_start_exit(&a, &starts), 3);
+        let t = next_start_text(&a, &starts);
+        assert!(t.starts_with("refuse 'c': vhost-user nic 0"), "{t}");
+        assert!(
+            t.contains("; to let it start anyway: [hook.checks] client_socket = \"warn\"\n"),
+            "{t}"
+        );
+        assert!(t.contains("warn 'u': vhost-user nic 0"), "{t}");
+        assert!(
+            t.contains("to refuse such a start: [hook.checks] shared_memory = \"deny\"\n"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with(
+                "at their next start the hook will refuse 1 and warn about 1 of 2 defined guests\n"
+            ),
+            "{t}"
+        );
+        let relaxed = HookChecks {
+            client_socket: CheckAction::Off,
+            ..HookChecks::default()
+        };
+        let starts = at_next_start(&a, &relaxed);
+        assert_eq!(starts.len(), 1);
+        assert_eq!(next_start_exit(&a, &starts), 0);
     }
 }

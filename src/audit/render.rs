@@ -1,7 +1,8 @@
 //! The audit's renderings: the table for people, one JSON document, and the
 //! Prometheus textfile.
 
-use super::{Audit, Outcome};
+use super::{AtStart, Audit, Outcome, XmlKind};
+use crate::config::CheckAction;
 use crate::core::findings::{self, Severity};
 use crate::prometheus::{Exposition, Kind};
 use std::fmt::Write as _;
@@ -70,6 +71,48 @@ fn summary_line(a: &Audit) -> String {
         names.len(),
         counts.join(", ")
     )
+}
+
+/// `--next-start`: one line per finding the hook acts on, with the setting
+/// that changes what it does, and a summary line.
+pub(crate) fn next_start_text(a: &Audit, starts: &[AtStart<'_>]) -> String {
+    let mut out = String::new();
+    for s in starts {
+        let _ = match s.action {
+            CheckAction::Deny => writeln!(
+                out,
+                "refuse '{}': {}; to let it start anyway: [hook.checks] {} = \"warn\"",
+                s.domain, s.message, s.key
+            ),
+            _ => writeln!(
+                out,
+                "warn '{}': {}; it starts all the same (logged); to refuse such a start: [hook.checks] {} = \"deny\"",
+                s.domain, s.message, s.key
+            ),
+        };
+    }
+    let guests = |action: CheckAction| {
+        let mut names: Vec<&str> = starts
+            .iter()
+            .filter(|s| s.action == action)
+            .map(|s| s.domain)
+            .collect();
+        names.dedup();
+        names.len()
+    };
+    let defined = a
+        .domains
+        .iter()
+        .filter(|r| r.xml == XmlKind::Inactive)
+        .count();
+    let _ = writeln!(
+        out,
+        "at their next start the hook will refuse {} and warn about {} of {} defined guests",
+        guests(CheckAction::Deny),
+        guests(CheckAction::Warn),
+        defined
+    );
+    out
 }
 
 /// The one JSON document `--json` prints.

@@ -106,6 +106,11 @@ its live XML and its inactive XML (the next boot)."
         /// /var/lib/prometheus/node-exporter/vhostfix.prom).
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
+        /// Instead of the table: what the hook will do when each defined guest
+        /// starts next (refuse, or let it start with a warning), with the
+        /// [hook.checks] setting that changes it (exit 3 when it will refuse one).
+        #[arg(long, conflicts_with = "json")]
+        next_start: bool,
     },
     /// Validate or show the configuration.
     #[command(subcommand)]

@@ -231,8 +231,10 @@ pub(super) fn audit(
     connect: Option<&str>,
     json: bool,
     prometheus: Option<&Path>,
+    next_start: bool,
 ) -> Result<u8> {
     let p = policy(cli)?;
+    let (config, _) = config::load(cli.config.as_deref())?;
     let result = crate::audit::run(connect, &p, p.libvirt, &host::probe_socket);
     if let Some(path) = prometheus {
         let now = std::time::SystemTime::now()
@@ -244,6 +246,12 @@ pub(super) fn audit(
     }
     let a = result.map_err(|e| anyhow::anyhow!("audit: {e}"))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
+    if next_start {
+        let starts = crate::audit::at_next_start(&a, &config.hook.checks);
+        out.write_all(crate::audit::next_start_text(&a, &starts).as_bytes())?;
+        out.flush()?;
+        return Ok(crate::audit::next_start_exit(&a, &starts));
+    }
     if json {
         writeln!(out, "{}", crate::audit::json(&a))?;
     } else {

@@ -501,9 +501,7 @@ fn config_sections(out: &mut String) {
 pub(crate) fn page(cmd: &clap::Command, name: &str) -> anyhow::Result<String> {
     match name {
         "vhostfix" => Ok(main_page(cmd)?),
-        "vhostfix.toml" => Ok(config_page(
-            cmd.get_version().unwrap_or_default(),
-        )),
+        "vhostfix.toml" => Ok(config_page(cmd.get_version().unwrap_or_default())),
         _ => {
             let sub = name.strip_prefix("vhostfix-").unwrap_or(name);
             match PAGES.iter().find(|p| p.name == sub) {

@@ -82,7 +82,14 @@ fn run(cli: Cli) -> Result<u8> {
             connect,
             json,
             prometheus,
-        } => commands::audit(&cli, connect.as_deref(), *json, prometheus.as_deref()),
+            next_start,
+        } => commands::audit(
+            &cli,
+            connect.as_deref(),
+            *json,
+            prometheus.as_deref(),
+            *next_start,
+        ),
         Command::Config(ConfigCommand::Check { path }) => {
             commands::config_check(path.as_deref().or(cli.config.as_deref()))
         }

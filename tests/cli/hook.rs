@@ -5,10 +5,43 @@ use crate::*;
 
 const NO_SHARED_MEMORY: &str = "<domain type='qemu'><name>vm1</name><devices><interface type='vhostuser'><mac address='52:54:00:00:00:01'/><source type='unix' path='/run/x.sock' mode='server'/><model type='virtio'/></interface></devices></domain>";
 
+/// A configuration that refuses unshared memory (the default only warns),
+/// for the tests of the hook's refusals.
+fn strict() -> (&'static str, String) {
+    // One file for every test (they run in parallel), replaced whole by
+    // rename, so a reader never sees it half written.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let conf = dir.join("cli-hook-strict.toml");
+    let tmp = dir.join(format!(
+        "cli-hook-strict.{:?}.tmp",
+        std::thread::current().id()
+    ));
+    std::fs::write(&tmp, "[hook.checks]\nshared_memory = \"deny\"\n").unwrap();
+    std::fs::rename(&tmp, &conf).unwrap();
+    ("VHOSTFIX_CONFIG", conf.to_str().unwrap().to_string())
+}
+
+/// The hook with the strict configuration.
 fn hook(args: &[&str], stdin: &str) -> Out {
     let mut all = vec!["hook", "qemu"];
     all.extend_from_slice(args);
-    run_stdin(&all, stdin.as_bytes())
+    let (k, v) = strict();
+    run_env_stdin(&all, &[(k, &v)], stdin.as_bytes())
+}
+
+/// Issue 20: installing vhostfix must not stop a guest that starts today. By
+/// default the hook lets a guest with unshared memory start (libvirt before
+/// 11.2 starts it, its vhost-user NIC dead) and logs why and how to refuse it.
+#[test]
+fn hook_warns_about_unshared_memory_by_default() {
+    let o = run_stdin(
+        &["hook", "qemu", "vm1", "prepare", "begin", "-"],
+        NO_SHARED_MEMORY.as_bytes(),
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""), "{}", o.stderr);
+    assert!(o.stderr.contains("vhostfix: warn: domain='vm1' prepare/begin: vhost-user nic 0 (52:54:00:00:00:01) on socket /run/x.sock needs shared guest memory"), "{}", o.stderr);
+    assert!(o.stderr.contains("(action warn)"), "{}", o.stderr);
+    assert!(!o.stderr.contains("refused"), "{}", o.stderr);
 }
 
 #[test]
@@ -219,11 +252,12 @@ fn hook_mode_from_program_name() {
     let d = scratch("argv0");
     let qemu = d.join("qemu");
     std::os::unix::fs::symlink(BIN, &qemu).unwrap();
+    let (k, v) = strict();
     let o = run_with(
         &qemu,
         &["vm1", "prepare", "begin", "-"],
         NO_SHARED_MEMORY.as_bytes(),
-        &[],
+        &[(k, &v)],
     );
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("vhostfix refused to start domain 'vm1'"));
@@ -234,7 +268,7 @@ fn hook_mode_from_program_name() {
         &link,
         &["vm1", "prepare", "begin", "-"],
         NO_SHARED_MEMORY.as_bytes(),
-        &[],
+        &[(k, &v)],
     );
     assert_eq!(o.code, 1);
     let o = run_with(
@@ -376,11 +410,12 @@ fn hook_escapes_names_in_logs_and_messages() {
 fn hook_without_syslog_prints_only_the_refusal() {
     // With /dev/log the info line goes to syslog; without, it is not printed.
     // Either way stderr holds only the refusal.
+    let (k, v) = strict();
     let o = run_with(
         Path::new(BIN),
         &["hook", "qemu", "vm1", "prepare", "begin", "-"],
         NO_SHARED_MEMORY.as_bytes(),
-        &[("VHOSTFIX_LOG", "")],
+        &[("VHOSTFIX_LOG", ""), (k, &v)],
     );
     assert_eq!(o.code, 1);
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
@@ -396,7 +431,7 @@ fn hook_without_syslog_prints_only_the_refusal() {
             Path::new(BIN),
             &["hook", "qemu", "vm1", "prepare", "begin", "-"],
             NO_SHARED_MEMORY.as_bytes(),
-            &[("VHOSTFIX_LOG", "info")],
+            &[("VHOSTFIX_LOG", "info"), (k, &v)],
         );
         assert!(
             o.stderr
@@ -444,10 +479,11 @@ fn hook_ignores_other_objects() {
 #[test]
 fn hook_advice_follows_the_libvirt_release() {
     let args = ["hook", "qemu", "vm1", "prepare", "begin", "-"];
+    let (k, conf) = strict();
     let run_v = |v: &str| {
         run_env_stdin(
             &args,
-            &[("VHOSTFIX_LIBVIRT_VERSION", v)],
+            &[("VHOSTFIX_LIBVIRT_VERSION", v), (k, &conf)],
             NO_SHARED_MEMORY.as_bytes(),
         )
     };
