@@ -139,10 +139,12 @@ libvirt_up() {
     chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
   fi
   # Stop on exit only the daemons started here, by the PID in their pidfile
-  # (a pidfile left by a daemon that was killed is removed first).
+  # (a pidfile left by a daemon that was killed is removed first). A daemon
+  # runs already when its system pidfile names a live process: a user's
+  # session libvirtd, or a container's, is not this host's system daemon.
   local d
   for d in virtlogd libvirtd; do
-    pgrep -x "$d" >/dev/null && continue
+    [ -s "/run/$d.pid" ] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10

@@ -37,8 +37,10 @@ release_libvirt() {
 host_libvirtd_aside() {
   local p pid=
   for p in $(pgrep -x libvirtd); do
-    # ours: same mount namespace as this shell (not a container's), root / (not a chroot's)
-    [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
+    # ours: root's (not a user's session daemon), same mount namespace as
+    # this shell (not a container's), root / (not a chroot's)
+    [ "$(stat -c %u "/proc/$p")" = 0 ] &&
+      [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
       [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
   done
   [ -n "$pid" ] || return 0

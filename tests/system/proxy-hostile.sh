@@ -38,7 +38,7 @@ ONLY=${PROXY_HOSTILE_ONLY:-}
 # stops the daemons it started).
 want() {
   [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]] || return 1
-  pgrep -x libvirtd >/dev/null || libvirt_up
+  libvirt_up
   return 0
 }
 
