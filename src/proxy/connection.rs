@@ -5,7 +5,7 @@
 use crate::proxy::admit::OpenSlot;
 use crate::rpc::frame::{mtype, status, Header, PROG_KEEPALIVE, PROG_REMOTE};
 use crate::rpc::procs;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,7 +31,14 @@ pub(crate) struct Handle {
     pub(crate) opened: Arc<AtomicBool>,
     /// The not-yet-opened slot this connection holds, if any.
     pub(crate) slot: Mutex<Option<OpenSlot>>,
+    /// Notes for the replies to calls forwarded unchanged that libvirt will
+    /// likely refuse, by serial (see `decide::Decision::note`); at most
+    /// `MAX_NOTES`, so a client cannot make the proxy hold more.
+    notes: Mutex<HashMap<u32, String>>,
 }
+
+/// Most notes one connection holds for replies still to come.
+const MAX_NOTES: usize = 64;
 
 impl Handle {
     /// A connection with nothing forwarded yet; `opened` is shared with the
@@ -47,7 +54,26 @@ impl Handle {
             closed: AtomicBool::new(false),
             opened,
             slot: Mutex::new(None),
+            notes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps `note` for the reply to call `serial` (dropped when full).
+    pub(crate) fn add_note(&self, serial: u32, note: String) {
+        if let Ok(mut n) = self.notes.lock() {
+            if n.len() < MAX_NOTES {
+                n.insert(serial, note);
+            }
+        }
+    }
+
+    /// The note for the reply to call `serial`, taken out.
+    pub(crate) fn take_note(&self, serial: u32) -> Option<String> {
+        let mut n = self.notes.lock().ok()?;
+        if n.is_empty() {
+            return None;
+        }
+        n.remove(&serial)
     }
 
     pub(crate) fn close(&self) {

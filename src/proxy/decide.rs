@@ -53,6 +53,10 @@ pub(crate) struct Decision {
     pub(crate) action: FrameAction,
     pub(crate) log: Option<(log::Level, String)>,
     pub(crate) outcome: Outcome,
+    /// For a call forwarded unchanged that libvirt will likely refuse: what
+    /// vhostfix knows about why, and the fix, one line, for the client. The
+    /// relay appends it to libvirt's error message if libvirt does refuse.
+    pub(crate) note: Option<String>,
 }
 
 impl Decision {
@@ -61,6 +65,7 @@ impl Decision {
             action: FrameAction::Forward,
             log: None,
             outcome: Outcome::NotInspected,
+            note: None,
         }
     }
 
@@ -69,7 +74,13 @@ impl Decision {
             action: FrameAction::Forward,
             outcome,
             log: Some((level, line)),
+            note: None,
         }
+    }
+
+    fn with_note(mut self, note: String) -> Decision {
+        self.note = Some(note);
+        self
     }
 }
 
@@ -114,6 +125,7 @@ fn inspect<'f>(frame: &'f [u8], who: &str) -> Result<Option<(Header, XmlCall<'f>
         Err(e) => Err(Decision {
             action: FrameAction::Forward,
             outcome: Outcome::NotInspected,
+            note: None,
             log: Some((
                 log::Level::Debug,
                 format!(
@@ -289,7 +301,10 @@ fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
                 Outcome::Forwarded,
                 log::Level::Warn,
                 format!("{what} action=forward (fixed guest ABI, libvirt decides): {fixes}"),
-            ),
+            )
+            .with_note(format!(
+                "vhostfix: {fixes} would be needed, but this call keeps the guest's ABI, so the NIC model cannot change here; fix: shut the guest down, correct its definition (vhostfix filter) and boot it fresh"
+            )),
         };
     }
     match c.config.proxy.action {
@@ -303,7 +318,10 @@ fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
             format!(
                 "{what} action=report (proxy.action = \"report\": forwarded unchanged; \"fix\" would rewrite): {fixes}"
             ),
-        ),
+        )
+        .with_note(format!(
+            "vhostfix forwarded this unchanged (proxy.action = \"report\"); with proxy.action = \"fix\" it would have set {fixes}"
+        )),
         ProxyAction::Fix | ProxyAction::Off => {
             let new = a.output(j.text);
             match replace_string(frame, c.call.range.clone(), new.as_bytes()) {
@@ -311,6 +329,7 @@ fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
                     action: FrameAction::Replace(f),
                     outcome: Outcome::Rewritten,
                     log: Some((log::Level::Info, format!("{what} action=rewrite: {fixes}"))),
+                    note: None,
                 },
                 None => c.fail("the corrected XML would exceed libvirt's size limits".into()),
             }
@@ -341,6 +360,7 @@ fn unchanged(a: &Analysis, refused: &[String], what: String) -> Decision {
                 refused.join("; ")
             ),
         )
+        .with_note(format!("vhostfix: {}", refused.join("; also ")))
     }
 }
 
@@ -383,6 +403,7 @@ fn embedded_domain<'t>(
 fn refusal(header: &Header, message: &str, log: String, outcome: Outcome) -> Decision {
     Decision {
         outcome,
+        note: None,
         action: FrameAction::Deny(error_reply(
             header,
             CONFIG_UNSUPPORTED,
@@ -575,6 +596,51 @@ mod tests {
             &mut Fake::default(),
         );
         assert_eq!(d.action, FrameAction::Forward);
+    }
+
+    /// Issue 20: a call forwarded unchanged that libvirt will refuse
+    /// carries a note for the client; a rewrite or a clean call does not.
+    #[test]
+    fn refusals_libvirt_will_make_get_a_note_for_the_client() {
+        let other = WIN.replace(
+            "<metadata>",
+            "<metadata><v:guest xmlns:v=\"urn:vhostfix:guest:1\" os=\"other\"/>",
+        );
+        let d = decide(
+            &define(&other),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::at("9.0.0"),
+        );
+        assert_eq!(d.action, FrameAction::Forward);
+        let note = d.note.unwrap();
+        assert!(
+            note.starts_with("vhostfix: vhost-user nic 0 (52:54:00:5a:01:01) on socket /run/vhu-test/vhu0.sock has model e1000, which libvirt 9.0.0 refuses"),
+            "{note}"
+        );
+        assert!(note.contains("; fix: mark a Windows guest with"), "{note}");
+        let d = decide(
+            &define(WIN),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        assert!(matches!(d.action, FrameAction::Replace(_)));
+        assert_eq!(d.note, None);
+        let plain = WIN.replace("e1000", "virtio");
+        let d = decide(
+            &define(&plain),
+            &Config::default(),
+            "uid=0",
+            &mut Fake::default(),
+        );
+        assert_eq!(d.note, None);
+        let mut report = Config::default();
+        report.proxy.action = ProxyAction::Report;
+        let d = decide(&define(WIN), &report, "uid=0", &mut Fake::default());
+        assert!(
+            d.note.unwrap().contains("with proxy.action = \"fix\" it would have set nic 0 (52:54:00:5a:01:01) e1000 -> virtio"),
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
 use super::stats::Stats;
 use super::upstream::Lookup;
-use crate::rpc::error::{error_reply, FROM_REMOTE, NO_CONNECT};
+use crate::rpc::error::{error_reply, with_note, FROM_REMOTE, NO_CONNECT};
 use crate::rpc::frame::{payload, status, Header, PROG_REMOTE};
 use crate::rpc::procs;
 use crate::rpc::transport::{
@@ -169,6 +169,10 @@ impl ClientToLibvirt {
                 log::log!(level, "{line}");
             }
             self.count(d.outcome);
+            if let Some(note) = d.note {
+                // Before the call goes out, so its reply finds the note.
+                self.handle.add_note(h.serial, note);
+            }
             action = d.action;
         }
         let Some(upstream) = self.upstream.as_ref() else {
@@ -429,8 +433,13 @@ fn libvirt_to_client(
                 }
             }
         }
+        // A refusal of a call vhostfix forwarded unchanged carries its note.
+        let noted = Header::of_frame(f.bytes)
+            .filter(|h| h.prog == PROG_REMOTE && h.is_reply())
+            .and_then(|h| handle.take_note(h.serial))
+            .and_then(|note| with_note(f.bytes, &note));
         let sent = match client.lock() {
-            Ok(c) => write_frame(&c, f.bytes, &f.fds),
+            Ok(c) => write_frame(&c, noted.as_deref().unwrap_or(f.bytes), &f.fds),
             Err(_) => break,
         };
         if sent.is_err() {

@@ -2,8 +2,8 @@
 //! and domains vhostfix answers with, the encoder for a reply of its own, and
 //! the decoder for libvirt's.
 
-use super::frame::{build_frame, mtype, status, Header};
-use super::xdr::{put_i32, put_opt_string, put_u32, Xdr, XdrError};
+use super::frame::{build_frame, mtype, payload, status, Header, LEN_WORD, MAX_FRAME_BODY};
+use super::xdr::{put_i32, put_opt_string, put_u32, Xdr, XdrError, STRING_MAX};
 
 /// VIR_ERR_CONFIG_UNSUPPORTED.
 pub(crate) const CONFIG_UNSUPPORTED: i32 = 67;
@@ -51,6 +51,34 @@ pub(crate) fn error_reply(call: &Header, code: i32, domain: i32, message: &str) 
     put_i32(&mut p, 0); // int2
     put_u32(&mut p, 0); // net: absent
     build_frame(&h, &p)
+}
+
+/// The error reply `frame` with `note` after libvirt's message
+/// (`MESSAGE; NOTE`), its code, domain and everything after the message
+/// unchanged, and the length recomputed. `None` when `frame` is not an error
+/// reply whose message decodes, or the result would exceed libvirt's limits.
+pub(crate) fn with_note(frame: &[u8], note: &str) -> Option<Vec<u8>> {
+    let h = Header::of_frame(frame).filter(|h| h.is_reply() && h.status == status::ERROR)?;
+    let p = payload(frame);
+    let mut x = Xdr::new(p);
+    x.i32().ok()?; // code
+    x.i32().ok()?; // domain
+    let at = x.pos();
+    let message = x.opt_string().ok()?;
+    let rest = &p[x.pos()..];
+    let text = match message {
+        Some(m) => format!("{}; {note}", String::from_utf8_lossy(m)),
+        None => note.to_string(),
+    };
+    if text.len() > STRING_MAX {
+        return None;
+    }
+    let mut out = Vec::with_capacity(p.len() + note.len() + 8);
+    out.extend_from_slice(&p[..at]);
+    put_opt_string(&mut out, Some(text.as_bytes()));
+    out.extend_from_slice(rest);
+    let f = build_frame(&h, &out);
+    (f.len() - LEN_WORD <= MAX_FRAME_BODY).then_some(f)
 }
 
 /// The decoded `remote_error` of an error reply.
@@ -116,5 +144,41 @@ mod tests {
             .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
             .collect();
         assert_eq!(words, vec![2, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_note_follows_libvirts_message_and_nothing_else_changes() {
+        let h = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure: 11,
+            mtype: mtype::CALL,
+            serial: 7,
+            status: status::OK,
+        };
+        let f = error_reply(&h, 1, 20, "internal error: Wrong or no <model>");
+        let n = with_note(&f, "vhostfix: left alone").unwrap();
+        assert_eq!(frame_len(n[..4].try_into().unwrap()), Ok(n.len()));
+        assert_eq!(Header::of_frame(&n), Header::of_frame(&f));
+        let e = decode_error(payload(&n)).unwrap();
+        assert_eq!((e.code, e.domain), (1, 20));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("internal error: Wrong or no <model>; vhostfix: left alone")
+        );
+        // The fields after the message (level, dom, str1..3, int1..2, net).
+        let old = payload(&f);
+        let new = payload(&n);
+        assert_eq!(&new[new.len() - 32..], &old[old.len() - 32..]);
+        // Not an error reply: nothing to add to.
+        let ok = build_frame(
+            &Header {
+                mtype: mtype::REPLY,
+                ..h
+            },
+            &[],
+        );
+        assert_eq!(with_note(&ok, "x"), None);
+        assert_eq!(with_note(&f[..20], "x"), None);
     }
 }

@@ -96,6 +96,44 @@ t_contains "attached NIC is virtio" "$xml" "<model type='virtio'/>"
 t_contains "device decision took the domain's OS" "$(cat "$D/proxy.log")" "proc=DOMAIN_ATTACH_DEVICE_FLAGS domain='win-attach' verdict=windows"
 undefine win-attach
 
+# A call vhostfix forwards unchanged and libvirt refuses: the client gets
+# libvirt's error, same code and domain, with vhostfix's reason and fix after
+# libvirt's text (issue 20: virsh users saw only libvirt's bare message).
+OTHER=$D/other.xml
+sed -e 's/win2019-vhu/vhostfix-t-proxy-other/' \
+  -e 's/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f01/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f03/' \
+  -e 's#<metadata>#<metadata><vhostfix:guest xmlns:vhostfix="urn:vhostfix:guest:1" os="other"/>#' "$SEED" >"$OTHER"
+undefine vhostfix-t-proxy-other
+vm_cleanup_on_exit vhostfix-t-proxy-other
+direct=$("${VD[@]}" define "$OTHER" 2>&1)
+t_contains "direct define of a non-Windows e1000 guest: libvirt refuses it" "$direct" "vhostuser requires the virtio-net"
+out=$("${VP[@]}" define "$OTHER" 2>&1)
+t_contains "through the proxy: libvirt's own text first" "$out" "$(sed -n 's/^error: \(internal error: Wrong or no.*\)$/\1/p' <<<"$direct" | head -n 1)"
+libver=$("${VD[@]}" version | awk '/Using library:/ {print $NF}')
+t_contains "... then vhostfix's reason" "$out" "; vhostfix: vhost-user nic 0 (52:54:00:5a:01:01) on socket /run/vhu-test/vhu0.sock has model e1000, which libvirt $libver refuses"
+t_contains "... and the fix" "$out" "vhostfix left it alone because the guest is not Windows (vhostfix override os='other') and guests = \"windows\"; fix: mark a Windows guest with"
+out=$($PY - "$PU" "$OTHER" <<'PYEOF' 2>&1
+import sys, libvirt
+def codes(uri):
+    c = libvirt.open(uri)
+    try:
+        c.defineXML(open(sys.argv[2]).read())
+        return "defined"
+    except libvirt.libvirtError as e:
+        return "%d %d %s" % (e.get_error_code(), e.get_error_domain(), e.get_error_message())
+    finally:
+        c.close()
+direct, proxied = codes("qemu:///system"), codes(sys.argv[1])
+print("same code and domain" if direct.split()[:2] == proxied.split()[:2] else "DIFFERENT: %s / %s" % (direct, proxied))
+print("proxied:", proxied)
+PYEOF
+)
+t_contains "python3-libvirt: the same error code and domain as libvirt's" "$out" "same code and domain"
+t_contains "python3-libvirt: the message carries vhostfix's reason" "$out" "; vhostfix: vhost-user nic 0"
+out=$("${VPV[@]}" define "$SEED" 2>&1)
+t_not_contains "a rewrite stays silent to the client" "$out" "vhostfix"
+undefine "$SEED_NAME"
+
 # virsh create with a real backend: OVS-DPDK is the vhost-user client of QEMU's socket.
 if ovs_up; then
   OVSLOG=/var/log/openvswitch/ovs-vswitchd.log
@@ -449,5 +487,34 @@ t_contains "missing upstream: virsh shows why" "$out" "vhostfix proxy: cannot re
 t_not_contains "missing upstream: not a bare reset" "$out" "Connection reset by peer"
 t_contains "missing upstream: the proxy logs it" "$(cat "$D/nolv.log")" "cannot reach libvirt at $D/absent-sock"
 kill "$NOLV_PID"; wait "$NOLV_PID" 2>/dev/null
+
+
+# --- a proxy that died: what a client sees, and the bypass (docs/proxy.md) ----
+VHOSTFIX_LOG=stderr:info "$VHOSTFIX" --config "$D/proxy.toml" proxy --listen "$D/down-sock" \
+  --upstream /run/libvirt/libvirt-sock 2>>"$D/down.log" {T_LOCK_FD}>&- &
+DOWN_PID=$!
+on_exit "kill -9 $DOWN_PID; rm -f '$D/down-sock'"
+wait_for "[ -S '$D/down-sock' ]" 15
+t_contains "a proxy started by hand serves" "$(virsh -c "qemu:///system?socket=$D/down-sock" version 2>&1)" "Using library"
+kill -KILL "$DOWN_PID"; wait "$DOWN_PID" 2>/dev/null
+shown=$(virsh -c "qemu:///system?socket=$D/down-sock" list 2>&1 | sed "s#$D/down-sock#/run/vhostfix/libvirt-sock#g")
+t_contains "after SIGKILL: libvirt's connect error" "$shown" "Connection refused"
+DOC=$REPO/docs/proxy.md
+if [ -n "${VHOSTFIX_BLESS:-}" ]; then
+  python3 - "$DOC" "$shown" <<'PY'
+import re, sys
+path, shown = sys.argv[1], sys.argv[2]
+text = open(path).read()
+block = "<!-- proxy-down: begin -->\n```\n$ virsh -c 'qemu:///system?socket=/run/vhostfix/libvirt-sock' list\n" + shown + "\n```\n<!-- proxy-down: end -->"
+new, n = re.subn(r"<!-- proxy-down: begin -->.*?<!-- proxy-down: end -->", lambda m: block, text, flags=re.S)
+assert n == 1, "docs/proxy.md has no proxy-down markers"
+open(path, "w").write(new)
+PY
+  t_log "docs/proxy.md proxy-down example rewritten (VHOSTFIX_BLESS)"
+fi
+in_doc=$(awk '/<!-- proxy-down: begin -->/ {on=1; next} /<!-- proxy-down: end -->/ {on=0} on' "$DOC" | sed -e '1,2d' -e '$d')
+t_eq "docs/proxy.md shows what virsh prints when the proxy is down" "$shown" "$in_doc"
+t_contains "the bypass: libvirt's own socket still answers" \
+  "$(virsh -c 'qemu:///system?socket=/run/libvirt/libvirt-sock' version 2>&1)" "Using library"
 
 t_done
