@@ -21,7 +21,7 @@ use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
 use super::stats::Stats;
 use super::upstream::Lookup;
-use crate::rpc::error::{error_reply, with_note, FROM_REMOTE, NO_CONNECT};
+use crate::rpc::error::{decode_error, error_reply, with_note, FROM_REMOTE, NO_CONNECT};
 use crate::rpc::frame::{payload, status, Header, PROG_REMOTE};
 use crate::rpc::procs;
 use crate::rpc::transport::{
@@ -367,6 +367,18 @@ fn explain(e: &ReadError) -> String {
     }
 }
 
+/// True when `frame` is libvirt's error reply about a vhost-user interface
+/// (its model, or the shared memory it needs), in the words libvirt 7.0 to
+/// 11.3 use; a note is never added to another error ("Domain not found").
+fn about_vhostuser(frame: &[u8]) -> bool {
+    let Some(message) = decode_error(payload(frame)).ok().and_then(|e| e.message) else {
+        return false;
+    };
+    ["vhostuser", "vhost-user", "requires shared memory"]
+        .iter()
+        .any(|w| message.contains(w))
+}
+
 /// How long the libvirt -> client thread polls before it sleeps:
 /// `proxy.busy_poll_us`. During a run of calls the next reply usually comes
 /// while the thread still polls, which saves a wakeup per call; an idle
@@ -433,10 +445,12 @@ fn libvirt_to_client(
                 }
             }
         }
-        // A refusal of a call vhostfix forwarded unchanged carries its note.
+        // libvirt's refusal of a call vhostfix forwarded unchanged carries the
+        // note, when it is the refusal the note explains.
         let noted = Header::of_frame(f.bytes)
             .filter(|h| h.prog == PROG_REMOTE && h.is_reply())
             .and_then(|h| handle.take_note(h.serial))
+            .filter(|_| about_vhostuser(f.bytes))
             .and_then(|note| with_note(f.bytes, &note));
         let sent = match client.lock() {
             Ok(c) => write_frame(&c, noted.as_deref().unwrap_or(f.bytes), &f.fds),
@@ -448,4 +462,35 @@ fn libvirt_to_client(
     }
     // The daemon closed (CONNECT_CLOSE, restart): the client sees EOF.
     handle.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::frame::{mtype, Header};
+
+    fn refusal(message: &str) -> Vec<u8> {
+        let call = Header {
+            prog: PROG_REMOTE,
+            vers: 1,
+            procedure: 11,
+            mtype: mtype::CALL,
+            serial: 3,
+            status: status::OK,
+        };
+        error_reply(&call, 1, 20, message)
+    }
+
+    #[test]
+    fn notes_go_only_to_refusals_about_vhost_user() {
+        // libvirt 9.0 and 11.3's texts.
+        assert!(about_vhostuser(&refusal("internal error: Wrong or no <model> 'type' attribute specified with <interface type='vhostuser'/>. vhostuser requires the virtio-net* frontend")));
+        assert!(about_vhostuser(&refusal("unsupported configuration: invalid model for interface of type 'vhostuser': 'e1000' - must be 'virtio'")));
+        assert!(about_vhostuser(&refusal(
+            "unsupported configuration: 'interface' requires shared memory"
+        )));
+        assert!(!about_vhostuser(&refusal(
+            "Domain not found: no domain with matching name 'w'"
+        )));
+    }
 }

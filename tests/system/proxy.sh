@@ -132,7 +132,6 @@ t_contains "python3-libvirt: the same error code and domain as libvirt's" "$out"
 t_contains "python3-libvirt: the message carries vhostfix's reason" "$out" "; vhostfix: vhost-user nic 0"
 out=$("${VPV[@]}" define "$SEED" 2>&1)
 t_not_contains "a rewrite stays silent to the client" "$out" "vhostfix"
-undefine "$SEED_NAME"
 
 # virsh create with a real backend: OVS-DPDK is the vhost-user client of QEMU's socket.
 if ovs_up; then
