@@ -243,19 +243,11 @@ pub(crate) fn replace_string(frame: &[u8], range: Range<usize>, xml: &[u8]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::frame::{build_frame, frame_len, mtype, status};
+    use crate::rpc::frame::{frame_len, mtype, remote_frame, status};
     use crate::rpc::xdr::{put_i32, put_opt_string, put_u32};
 
     fn call(procedure: i32, mt: i32, serial: u32, args: &[u8]) -> Vec<u8> {
-        let h = Header {
-            prog: PROG_REMOTE,
-            vers: 1,
-            procedure,
-            mtype: mt,
-            serial,
-            status: status::OK,
-        };
-        build_frame(&h, args)
+        remote_frame(procedure, mt, serial, status::OK, args)
     }
 
     fn dom(name: &str) -> Vec<u8> {

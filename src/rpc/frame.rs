@@ -157,6 +157,26 @@ pub(crate) fn build_frame(h: &Header, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A REMOTE program frame, for the tests of every module that reads frames.
+#[cfg(test)]
+pub(crate) fn remote_frame(
+    procedure: i32,
+    mtype: i32,
+    serial: u32,
+    status: i32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let h = Header {
+        prog: PROG_REMOTE,
+        vers: PROTOCOL_VERSION,
+        procedure,
+        mtype,
+        serial,
+        status,
+    };
+    build_frame(&h, payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,14 +235,6 @@ mod tests {
     }
 
     fn call(procedure: i32, mt: i32, serial: u32, args: &[u8]) -> Vec<u8> {
-        let h = Header {
-            prog: PROG_REMOTE,
-            vers: 1,
-            procedure,
-            mtype: mt,
-            serial,
-            status: status::OK,
-        };
-        build_frame(&h, args)
+        remote_frame(procedure, mt, serial, status::OK, args)
     }
 }

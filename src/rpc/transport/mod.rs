@@ -480,21 +480,13 @@ pub(crate) fn widen_send_buffer(sock: &UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::frame::{build_frame, mtype, status, Header, PROG_REMOTE};
+    use crate::rpc::frame::{mtype, remote_frame, status};
     use crate::rpc::xdr::put_u32;
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
     fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
-        let h = Header {
-            prog: PROG_REMOTE,
-            vers: 1,
-            procedure: 309,
-            mtype: mt,
-            serial: 1,
-            status: status::OK,
-        };
-        build_frame(&h, payload)
+        remote_frame(309, mt, 1, status::OK, payload)
     }
 
     /// Sends `bytes` with `fds` attached to them (what no libvirt peer does).

@@ -149,34 +149,18 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::frame::{build_frame, PROG_REMOTE};
+    use crate::rpc::frame::remote_frame;
     use crate::rpc::transport::write_frame;
     use std::io::{Read, Write};
 
     fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
-        let h = Header {
-            prog: PROG_REMOTE,
-            vers: 1,
-            procedure: 309,
-            mtype: mt,
-            serial: 1,
-            status: status::OK,
-        };
-        build_frame(&h, payload)
+        remote_frame(309, mt, 1, status::OK, payload)
     }
 
     /// A stream data frame (status CONTINUE) with `n` payload bytes.
     fn stream_frame(n: usize) -> Vec<u8> {
-        let h = Header {
-            prog: PROG_REMOTE,
-            vers: 1,
-            procedure: 209,
-            mtype: mtype::STREAM,
-            serial: 3,
-            status: status::CONTINUE,
-        };
         let payload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
-        build_frame(&h, &payload)
+        remote_frame(209, mtype::STREAM, 3, status::CONTINUE, &payload)
     }
 
     #[test]
