@@ -142,7 +142,9 @@ libvirt_up() {
   # (a pidfile left by a daemon that was killed is removed first).
   local d
   for d in virtlogd libvirtd; do
-    pgrep -x "$d" >/dev/null && continue
+    # The system daemon runs when its pidfile names a live process; a user's
+    # session libvirtd (another pidfile, other sockets) is not it.
+    [ -s "/run/$d.pid" ] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10
@@ -234,4 +236,18 @@ deb_current() {
     fi
   fi
   echo "$deb"
+}
+
+# hooks_aside: the qemu hooks other suites or the site left in
+# /etc/libvirt/hooks (qemu, qemu.d) are moved aside for the suite and put
+# back on exit, after whatever the suite made there is removed.
+hooks_aside() {
+  local hooks=/etc/libvirt/hooks saved=$T_TMP/saved-hooks f
+  mkdir -p "$saved"
+  for f in qemu qemu.d; do
+    if [ -e "$hooks/$f" ] || [ -L "$hooks/$f" ]; then
+      mv "$hooks/$f" "$saved/$f"
+      on_exit "rm -rf '$hooks/$f'; mv '$saved/$f' '$hooks/$f'"
+    fi
+  done
 }

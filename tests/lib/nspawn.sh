@@ -20,7 +20,8 @@
 #   in_ct CMD...          run CMD inside it as root (clean environment)
 #   in_sh SCRIPT          sh -c SCRIPT inside it
 #   ct_mask UNIT...       before the boot: mask units of this machine's image
-#                         that the container must not start
+#                         that the container must not start (ct_prepare
+#                         masks prometheus.service)
 
 NSPAWN_PID=
 LEADER=
@@ -162,6 +163,10 @@ ct_prepare() {
   mount -t overlay overlay -o "lowerdir=/,upperdir=$CT/upper,workdir=$CT/work" "$ROOT" || return 1
   # A machine id of its own, so its journal is not confused with the host's.
   systemd-id128 new >"$ROOT/etc/machine-id"
+  # Debian's Prometheus server (.ci/run installs it for promtool) is enabled
+  # by its package: no container needs it at boot (audit-timer.sh runs one
+  # with its own configuration).
+  ct_mask prometheus.service
 }
 
 ct_mask() {

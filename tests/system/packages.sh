@@ -175,15 +175,7 @@ if dpkg-query -W -f '${db:Status-Status}' vhostfix 2>/dev/null | grep -qv '^not-
   t_fail "vhostfix is not installed before the test" "$(dpkg -l vhostfix | tail -n 1)"
   t_done; exit 1
 fi
-# Hooks other suites or the site left: moved aside for the test, restored after.
-saved=$T_TMP/saved-hooks
-mkdir -p "$saved"
-for f in qemu qemu.d; do
-  if [ -e "$HOOKS/$f" ] || [ -L "$HOOKS/$f" ]; then
-    mv "$HOOKS/$f" "$saved/$f"
-    on_exit "rm -rf '$HOOKS/$f'; mv '$saved/$f' '$HOOKS/$f'"
-  fi
-done
+hooks_aside
 hooks_before=$(ls -lA --time-style=+ "$HOOKS")
 # Cleanups run in reverse: purge the package and drop what the test made in
 # qemu.d first, then put back what was moved aside.
