@@ -137,14 +137,17 @@ on_exit "stop_pid $PROXY_PID"
 wait_for "[ -S '$D/admin-sock' ]" 10 || t_fail "a proxy runs to list its counters" "$(cat "$D/proxy.log")"
 stats=$("$VHOSTFIX" --config "$D/proxy.toml" proxy --stats --format prometheus 2>&1)
 stop_pid "$PROXY_PID"
-known=$( (grep -rho 'TYPE vhostfix_audit_[a-z_]*' "$REPO/src" | cut -d' ' -f2; grep -o '^# TYPE vhostfix_[a-z_]*' <<<"$stats" | cut -d' ' -f3) | sort -u)
+known=$( (grep -rho 'TYPE vhostfix_[a-z_]*' "$REPO/src" | cut -d' ' -f2; grep -o '^# TYPE vhostfix_[a-z_]*' <<<"$stats" | cut -d' ' -f3) | sort -u)
 t_eq "the audit's five series are found in src/" 5 "$(grep -c '^vhostfix_audit_' <<<"$known")"
 t_contains "the proxy lists its counters" "$stats" "vhostfix_proxy_calls_rewritten_total"
 unknown=$(grep -o 'vhostfix_[a-z_]*' <<<"$exprs" | sort -u | while read -r m; do grep -qw "$m" <<<"$known" || echo "$m"; done)
 t_eq "the dashboard names only series vhostfix exports (audit.rs, the proxy's counters)" "" "$unknown"
 rule_exprs=$($PY -c 'import sys, yaml; [print(r["expr"]) for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"]]' "$SRC/alerts.yml")
 unknown=$(grep -o 'vhostfix_[a-z_]*' <<<"$rule_exprs" | sort -u | while read -r m; do grep -qw "$m" <<<"$known" || echo "$m"; done)
-t_eq "so do the alert rules, but for the failure policy's gauge" "vhostfix_proxy_in_front" "$unknown"
+# vhostfix_proxy_transparent is the failure policy's gauge, which the rules
+# may name before this build writes it.
+t_eq "so do the alert rules (the failure policy's gauge aside)" "" "$(grep -vx vhostfix_proxy_transparent <<<"$unknown")"
+grep -qx vhostfix_proxy_transparent <<<"$known" || t_log "this build does not write vhostfix_proxy_transparent yet: its two rules stay silent"
 
 # The README shows the test run.
 t_log "promtool test rules: $(tr '\n' ' ' <<<"$PROMTOOL_TEST")"
