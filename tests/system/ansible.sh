@@ -244,7 +244,7 @@ done
 t_contains "the systemd units are left alone, and the run says why" "$out" \
   "bullseye does not run systemd (no /run/systemd/system): skipped the audit timer"
 t_eq "... nothing was written for systemd there" "0" "$(on bullseye sh -c 'ls /etc/systemd/system 2>/dev/null | grep -c vhostfix')"
-# reloads NAME: the hosts the SIGHUP handler changed in run NAME.
+# reloads NAME: the hosts whose libvirtd the SIGHUP task reloaded in run NAME.
 reloads() {
   awk '/^TASK \[vhostfix : Reload the libvirt daemon \(SIGHUP/ {on=1; next} /^(RUNNING|TASK|PLAY)/ {on=0}
     on && /^changed: / {print $2}' "$D/$1.out" | tr -d '[]' | sort | paste -sd' '
