@@ -217,3 +217,37 @@ ovs_add_client_port() {
 # /run/vhostfix (the default admin socket's directory); a suite that found no
 # such directory takes it away again (only if empty).
 [ -e /run/vhostfix ] || on_exit "rmdir /run/vhostfix"
+
+# deb_current: prints the path of this tree's .deb (target/debian/), built as
+# packaging/INSTALL.md says when it is missing or older than what it ships.
+deb_current() {
+  local version deb
+  version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -n 1)
+  deb=$REPO/target/debian/vhostfix_${version}-1_$(dpkg --print-architecture).deb
+  if [ ! -f "$deb" ] || [ -n "$(cd "$REPO" && find src hooks packaging integrations docs Cargo.toml -newer "$deb" -print -quit)" ]; then
+    if ! command -v cargo-deb >/dev/null; then
+      t_log "cargo-deb is not installed (see .ci/run): no .deb"
+      return 1
+    fi
+    t_log "building the .deb"
+    if ! (cd "$REPO" && packaging/build-assets.sh && cargo deb --no-build) >"$T_TMP/deb-build.log" 2>&1; then
+      t_log "building the .deb failed: $(tail -n 5 "$T_TMP/deb-build.log")"
+      return 1
+    fi
+  fi
+  echo "$deb"
+}
+
+# hooks_aside: the qemu hooks other suites or the site left in
+# /etc/libvirt/hooks (qemu, qemu.d) are moved aside for the suite and put
+# back on exit, after whatever the suite made there is removed.
+hooks_aside() {
+  local hooks=/etc/libvirt/hooks saved=$T_TMP/saved-hooks f
+  mkdir -p "$saved"
+  for f in qemu qemu.d; do
+    if [ -e "$hooks/$f" ] || [ -L "$hooks/$f" ]; then
+      mv "$hooks/$f" "$saved/$f"
+      on_exit "rm -rf '$hooks/$f'; mv '$saved/$f' '$hooks/$f'"
+    fi
+  done
+}

@@ -58,10 +58,13 @@ manifest() {
   echo "-rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher"
   echo "-rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks"
   echo "-rw-r--r-- /etc/vhostfix/vhostfix.toml"
-  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
+  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-audit.service vhostfix-audit.timer; do
     echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
   echo "-rwxr-xr-x /usr/lib/vhostfix/transparent-mode"
+  echo "-rwxr-xr-x /usr/lib/vhostfix/audit-textfile"
+  echo "-rw-r--r-- /usr/share/vhostfix/prometheus/alerts.yml"
+  echo "-rw-r--r-- /usr/share/vhostfix/prometheus/grafana-dashboard.json"
   for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-audit vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
   done
@@ -77,7 +80,12 @@ manifest() {
   echo "-rw-r--r-- /usr/share/vhostfix/integrations/kubevirt/Containerfile"
   echo "-rw-r--r-- /usr/share/vhostfix/integrations/cloudstack/libvirt-vm-xml-transformer.groovy"
   echo "-rw-r--r-- /usr/share/vhostfix/integrations/zstack/vhostfix-xml-hook.py"
-  for doc in vdsm kubevirt cloudstack zstack; do
+  for f in site.yml inventory.example roles/vhostfix/defaults/main.yml \
+    roles/vhostfix/meta/main.yml roles/vhostfix/tasks/{main,install,configure,units,audit}.yml \
+    roles/vhostfix/templates/vhostfix.toml.j2 roles/vhostfix/filter_plugins/vhostfix_report.py; do
+    echo "-rw-r--r-- /usr/share/vhostfix/integrations/ansible/$f"
+  done
+  for doc in vdsm kubevirt cloudstack zstack ansible prometheus; do
     echo "-rw-r--r-- /usr/share/doc/vhostfix/integrations/$doc.md"
   done
 }
@@ -169,15 +177,7 @@ if dpkg-query -W -f '${db:Status-Status}' vhostfix 2>/dev/null | grep -qv '^not-
   t_fail "vhostfix is not installed before the test" "$(dpkg -l vhostfix | tail -n 1)"
   t_done; exit 1
 fi
-# Hooks other suites or the site left: moved aside for the test, restored after.
-saved=$T_TMP/saved-hooks
-mkdir -p "$saved"
-for f in qemu qemu.d; do
-  if [ -e "$HOOKS/$f" ] || [ -L "$HOOKS/$f" ]; then
-    mv "$HOOKS/$f" "$saved/$f"
-    on_exit "rm -rf '$HOOKS/$f'; mv '$saved/$f' '$HOOKS/$f'"
-  fi
-done
+hooks_aside
 hooks_before=$(ls -lA --time-style=+ "$HOOKS")
 # Cleanups run in reverse: purge the package and drop what the test made in
 # qemu.d first, then put back what was moved aside.
@@ -247,6 +247,8 @@ out=$(dpkg -i "$DEB" 2>&1); rc=$?
 t_eq "dpkg -i succeeds" 0 "$rc"
 t_check "the proxy units are installed but not enabled" \
   sh -c 'test -f /usr/lib/systemd/system/vhostfix-proxy.service && ! test -e /etc/systemd/system/multi-user.target.wants/vhostfix-proxy.service && ! test -e /etc/systemd/system/sockets.target.wants/vhostfix-proxy.socket'
+t_check "the audit units are installed but not enabled" \
+  sh -c 'test -f /usr/lib/systemd/system/vhostfix-audit.timer && ! test -e /etc/systemd/system/timers.target.wants/vhostfix-audit.timer'
 t_contains "postinst checks the installed configuration" "$out" "vhostfix: configuration ok: $CONF"
 lv=$(libvirtd --version); lv=${lv##* }
 t_contains "postinst says where the hook went" "$out" "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt $lv runs qemu.d/ itself)"

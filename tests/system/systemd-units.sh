@@ -3,14 +3,10 @@
 # vhostfix-proxy-ro.socket) and transparent mode (packaging/transparent-mode)
 # under a real systemd.
 #
-# The CI machine's PID 1 is not systemd, so the suite boots one: systemd-nspawn
-# runs /lib/systemd/systemd as PID 1 of a container whose root is an overlayfs
-# with this machine's own / as the (read-only) lower layer and a tmpfs as the
-# upper layer. Everything the container writes (/etc, /var/lib/libvirt, the
-# journal, dpkg's database) lands in that tmpfs and disappears with it; nspawn
-# gives it its own /run, /tmp, /dev, PID, IPC, UTS and (--private-network)
-# network namespace, so the host's libvirtd, its sockets and its bridges are
-# never touched. The container runs Debian's own socket-activated libvirtd.
+# The CI machine's PID 1 is not systemd, so the suite boots one in a
+# systemd-nspawn container over a throw-away overlay of this machine's root
+# (tests/lib/nspawn.sh says how, and why the host is never touched). The
+# container runs Debian's own socket-activated libvirtd.
 #
 # Inside it the suite installs the files where the .deb/.rpm put them, then:
 #   1. socket activation: the socket units listen, the first client starts the
@@ -34,18 +30,8 @@ T_NAME=systemd-units.sh
 . "$(dirname "$0")/../lib/common.sh"
 need_root
 
-skip() {
-  echo "$T_NAME: SKIP: $*" >&2
-  exit 0
-}
-# Only a machine that cannot run a container at all skips; CI installs
-# systemd-container and has overlayfs, so there the suite always runs.
-command -v systemd-nspawn >/dev/null || skip "systemd-nspawn not installed (Debian package systemd-container)"
-command -v nsenter >/dev/null || skip "nsenter not installed (util-linux)"
-[ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd to boot"
-grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
-grep -qw overlay /proc/filesystems || skip "the kernel has no overlayfs"
-[ -e /lib/systemd/system/libvirtd.socket ] || skip "libvirtd.socket not installed (libvirt-daemon-system)"
+. "$(dirname "$0")/../lib/nspawn.sh"
+ct_require
 [ -x "$VHOSTFIX" ] || { echo "$T_NAME: $VHOSTFIX missing: run cargo build --release" >&2; exit 2; }
 
 system_lock
@@ -53,141 +39,12 @@ system_lock
 D=$T_TMP
 SEED=$REPO/examples/windows-vhostuser.xml
 NAME=win2019-vhu
-MACHINE=vhostfix-units-$$
-CT=$D/ct           # tmpfs: upper/ and work/ of the overlay, root/ is the container
-ROOT=$CT/root
-NSPAWN_PID=
-LEADER=
-CGROUPS=()
 
-# --- the container --------------------------------------------------------
+ct_prepare vhostfix-units || ct_skip "cannot mount an overlayfs over /"
 
-# Run a command inside the container (all its namespaces, its root, a clean
-# environment) as root, like a root shell on that machine would.
-in_ct() {
-  no_lock nsenter -t "$LEADER" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 HOME=/root TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@" </dev/null
-}
-# sh -c inside the container.
-in_sh() { in_ct sh -c "$1"; }
-
-# The container's PID 1 (a child of nspawn in a new PID namespace).
-find_leader() {
-  local c self
-  self=$(readlink /proc/self/ns/pid)
-  for c in $(pgrep -P "$NSPAWN_PID"); do
-    if [ "$(readlink "/proc/$c/ns/pid" 2>/dev/null)" != "$self" ] && [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ]; then
-      LEADER=$c
-      return 0
-    fi
-  done
-  return 1
-}
-
-# Without a systemd on the host, nspawn cannot ask it for a scope unit
-# (--keep-unit) and there is no machined to register with (--register=no). It
-# then puts the container below the cgroup it was started in (sub-cgroups
-# "supervisor" and "payload"): give it a cgroup of its own in every hierarchy
-# systemd uses, so that the whole subtree can be removed afterwards.
-make_cgroups() {
-  local h rel cg
-  for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
-    case $(stat -f -c %T "$h" 2>/dev/null) in
-      cgroupfs) rel=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup) ;;
-      cgroup2fs) rel=$(sed -n 's/^0:://p' /proc/self/cgroup) ;;
-      *) continue ;;
-    esac
-    [ -n "$rel" ] || continue
-    cg=$h${rel%/}/$MACHINE
-    mkdir -p "$cg" && CGROUPS+=("$cg")
-  done
-}
-remove_cgroups() {
-  local cg
-  for cg in "${CGROUPS[@]}"; do
-    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
-  return 0
-}
-
-# Stop the container: SIGTERM makes nspawn halt it cleanly; SIGKILL of the
-# container's PID 1 ends every process in its PID namespace.
-stop_container() {
-  [ -n "$NSPAWN_PID" ] || return 0
-  if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    kill -TERM "$NSPAWN_PID"
-    wait_for "! kill -0 $NSPAWN_PID" 30 || {
-      [ -n "$LEADER" ] && kill -KILL "$LEADER" 2>/dev/null
-      kill -KILL "$NSPAWN_PID" 2>/dev/null
-    }
-  fi
-  wait "$NSPAWN_PID" 2>/dev/null
-  NSPAWN_PID=
-  LEADER=
-}
-
-# Find the container's PID 1 and wait until its systemd has finished booting.
-wait_booted() {
-  wait_for find_leader 30 || return 1
-  # "degraded": some unit of this machine's own image failed inside the
-  # container (e.g. OVS-DPDK without hugepages); not the suite's concern.
-  wait_for "in_ct systemctl is-system-running | grep -qxE 'running|degraded'" 60 || return 1
-}
-
-boot_container() {
-  local opts=(--quiet --directory="$ROOT" --machine="$MACHINE" --boot --private-network
-    --link-journal=no --console=passive)
-  # A host that runs systemd registers the container as usual.
-  [ -d /run/systemd/system ] || opts+=(--register=no --keep-unit)
-  make_cgroups
-  (
-    for cg in "${CGROUPS[@]}"; do echo "$BASHPID" >"$cg/cgroup.procs"; done
-    exec systemd-nspawn "${opts[@]}"
-  ) </dev/null >"$D/nspawn.log" 2>&1 {T_LOCK_FD}>&- &
-  NSPAWN_PID=$!
-  wait_booted
-}
-
-cleanup_container() {
-  stop_container
-  mountpoint -q "$ROOT" && umount "$ROOT"
-  mountpoint -q "$CT" && umount "$CT"
-  remove_cgroups
-  # nspawn leaves an empty mount-propagation directory behind when /run is not
-  # a tmpfs (it refuses to rm -rf there); remove it and what it created.
-  rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null
-  if [ -z "$NSPAWN_DIR_EXISTED" ]; then
-    rmdir /run/systemd/nspawn/propagate /run/systemd/nspawn/locks /run/systemd/nspawn 2>/dev/null
-  fi
-  return 0
-}
-
-NSPAWN_DIR_EXISTED=
-[ -d /run/systemd/nspawn ] && NSPAWN_DIR_EXISTED=1
-on_exit cleanup_container
-
-# The throw-away root: overlayfs over / with a tmpfs upper layer (the upper
-# layer must not be on the lower layer's file system).
-mkdir -p "$CT"
-mount -t tmpfs -o mode=0755 "vhostfix-$MACHINE" "$CT"
-mkdir "$CT/upper" "$CT/work" "$ROOT"
-if ! mount -t overlay overlay -o "lowerdir=/,upperdir=$CT/upper,workdir=$CT/work" "$ROOT"; then
-  skip "cannot mount an overlayfs over /"
-fi
-# A machine id of its own, so its journal is not confused with the host's.
-systemd-id128 new >"$ROOT/etc/machine-id"
-
-# The .deb for step 4, built as packaging/INSTALL.md says (as packages.sh
-# does) unless a current one is there.
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -n 1)
-DEB=$REPO/target/debian/vhostfix_${version}-1_$(dpkg --print-architecture).deb
-if [ ! -f "$DEB" ] || [ -n "$(cd "$REPO" && find src hooks packaging Cargo.toml "$VHOSTFIX" -newer "$DEB" -print -quit)" ]; then
-  if command -v cargo-deb >/dev/null; then
-    t_log "building the .deb"
-    (cd "$REPO" && packaging/build-assets.sh && cargo deb --no-build) >"$D/deb-build.log" 2>&1 ||
-      t_log "cargo deb failed: $(tail -5 "$D/deb-build.log")"
-  fi
-fi
+# The .deb for step 4, built as packaging/INSTALL.md says unless a current
+# one is there.
+DEB=$(deb_current)
 
 # Install the package's files where the .deb and the .rpm put them (Cargo.toml
 # [package.metadata.deb] / [package.metadata.generate-rpm] assets). On the same
@@ -210,7 +67,7 @@ install -d -m 0755 "$ROOT/usr/share/man/man1"
 "$VHOSTFIX" man --dir "$D/man" && gzip -9nf "$D"/man/*.1 && install -m 0644 "$D"/man/*.1.gz "$ROOT/usr/share/man/man1/"
 install -D -m 0644 "$SEED" "$ROOT/root/windows-vhostuser.xml"
 install -D -m 0644 "$REPO/packaging/rpm/preun.sh" "$ROOT/root/preun.sh"
-[ -f "$DEB" ] && install -D -m 0644 "$DEB" "$ROOT/root/vhostfix.deb"
+[ -n "$DEB" ] && install -D -m 0644 "$DEB" "$ROOT/root/vhostfix.deb"
 # The host's own vhostfix units or transparent-mode leftovers must not leak
 # into the container's starting point.
 rm -rf "$ROOT"/etc/systemd/system/{libvirtd,libvirtd-ro,libvirtd-admin,vhostfix-proxy,vhostfix-proxy-ro}.socket.d \
@@ -235,7 +92,7 @@ t0=$SECONDS
 if boot_container; then
   t_ok "systemd boots in the container ($((SECONDS - t0)) s, $(in_ct systemctl is-system-running))"
 else
-  t_fail "systemd boots in the container" "$(tail -40 "$D/nspawn.log")"
+  t_fail "systemd boots in the container" "$(nspawn_log)"
   t_done
   exit 1
 fi
@@ -456,7 +313,7 @@ if [ "$rc" = 133 ] && boot_container; then
   in_ct virsh -q -c qemu:///system list >/dev/null 2>&1
   check_transparent "after reboot"
 else
-  t_fail "the container reboots" "nspawn exit status $rc" "$(tail -40 "$D/nspawn.log")"
+  t_fail "the container reboots" "nspawn exit status $rc" "$(nspawn_log)"
 fi
 
 check_direct() { # LABEL
@@ -515,7 +372,7 @@ if [ -f "$ROOT/root/vhostfix.deb" ]; then
     "$(in_ct systemctl show -p LoadState --value vhostfix-proxy.service vhostfix-proxy.socket | grep . | paste -sd' ')"
   check_direct "after dpkg -r" removed
 else
-  t_fail "the .deb to install (cargo-deb: see .ci/run)" "$DEB missing"
+  t_fail "the .deb to install (cargo-deb: see .ci/run)" "deb_current built none"
 fi
 
 # The rpm's %preun on erase ($1 = 0), with the files of the packaged layout.
