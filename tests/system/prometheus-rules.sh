@@ -126,8 +126,8 @@ out=$(promtool check rules "$D/dashboard-rules.yml" 2>&1)
 t_eq "every dashboard query is valid PromQL (promtool)" 0 "$?"
 [ "$?" = 0 ] || t_log "$out"
 t_contains "... all $(wc -l <<<"$exprs") of them" "$out" "SUCCESS: $(wc -l <<<"$exprs") rules found"
-# The series vhostfix exports: the audit's (the TYPE lines `vhostfix audit
-# --prometheus` writes, wherever in src/ they are) and the counters a running
+# The series vhostfix exports: the audit's (the metric names `vhostfix audit
+# --prometheus` writes, string literals wherever in src/ they are) and the counters a running
 # proxy gives (vhostfix proxy --stats --format prometheus, asked of the built
 # binary).
 printf '[proxy]\nadmin_socket = "%s"\n' "$D/admin-sock" >"$D/proxy.toml"
@@ -137,7 +137,7 @@ on_exit "stop_pid $PROXY_PID"
 wait_for "[ -S '$D/admin-sock' ]" 10 || t_fail "a proxy runs to list its counters" "$(cat "$D/proxy.log")"
 stats=$("$VHOSTFIX" --config "$D/proxy.toml" proxy --stats --format prometheus 2>&1)
 stop_pid "$PROXY_PID"
-known=$( (grep -rho 'TYPE vhostfix_[a-z_]*' "$REPO/src" | cut -d' ' -f2; grep -o '^# TYPE vhostfix_[a-z_]*' <<<"$stats" | cut -d' ' -f3) | sort -u)
+known=$( (grep -rhoE '"vhostfix_[a-z_]+"' "$REPO/src" | tr -d '"'; grep -o '^# TYPE vhostfix_[a-z_]*' <<<"$stats" | cut -d' ' -f3) | sort -u)
 t_eq "the audit's five series are found in src/" 5 "$(grep -c '^vhostfix_audit_' <<<"$known")"
 t_contains "the proxy lists its counters" "$stats" "vhostfix_proxy_calls_rewritten_total"
 unknown=$(grep -o 'vhostfix_[a-z_]*' <<<"$exprs" | sort -u | while read -r m; do grep -qw "$m" <<<"$known" || echo "$m"; done)

@@ -20,7 +20,7 @@ def _outcome(hv):
         doc = json.loads(text)
     except ValueError:
         doc = None
-    if rc in (0, 1) and isinstance(doc, dict):
+    if rc in (0, 1, 3) and isinstance(doc, dict):
         return doc, None
     err = (run.get("stderr") or run.get("msg") or "").strip().splitlines()
     return doc if isinstance(doc, dict) else None, "exit %s: %s" % (rc, err[0] if err else "no message")
