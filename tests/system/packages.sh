@@ -59,6 +59,8 @@ manifest() {
   for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
     echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
+  echo "-rwxr-xr-x /usr/lib/systemd/system-generators/vhostfix-generator"
+  echo "-rw-r--r-- /usr/lib/tmpfiles.d/vhostfix.conf"
   echo "-rwxr-xr-x /usr/lib/vhostfix/transparent-mode"
   for page in vhostfix vhostfix-filter vhostfix-diff vhostfix-check vhostfix-audit vhostfix-config vhostfix-hook vhostfix-completions vhostfix-man vhostfix-proxy; do
     echo "-rw-r--r-- /usr/share/man/man1/$page.1.gz"
