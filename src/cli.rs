@@ -272,8 +272,23 @@ fn run(cli: Cli) -> Result<u8> {
             ..
         } => {
             let (config, _) = crate::config::load(cli.config.as_deref())?;
-            let pairs = crate::proxy::admin::fetch(&config.proxy.admin_socket)?;
+            // Whether transparent mode still has the proxy in front of
+            // libvirt, as transparent-mode recorded it.
+            let record = crate::transparent::Record::current();
+            let mut pairs = match crate::proxy::admin::fetch(&config.proxy.admin_socket) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(match record.note() {
+                        Some(n) => e.context(n),
+                        None => e,
+                    })
+                }
+            };
+            pairs.push(("transparent".into(), record.mode.as_str().into()));
             print!("{}", crate::proxy::admin::render(&pairs, format));
+            if format == "prometheus" {
+                print!("{}", crate::transparent::prometheus(&record));
+            }
             Ok(EXIT_OK)
         }
         Command::Proxy {
@@ -516,17 +531,24 @@ fn check(cli: &Cli, files: &[PathBuf], json: bool) -> Result<u8> {
 }
 
 fn audit(cli: &Cli, connect: Option<&str>, json: bool, prometheus: Option<&Path>) -> Result<u8> {
-    let p = policy(cli)?;
-    let result = crate::audit::run(connect, &p, cli.libvirt_version, &verdict::probe_socket);
+    // A configuration that does not load still gets its metrics written
+    // (audit failed; transparent mode's state), then the error.
+    let result = policy(cli).and_then(|p| {
+        crate::audit::run(connect, &p, cli.libvirt_version, &verdict::probe_socket)
+            .map_err(|e| anyhow::anyhow!("audit: {e}"))
+    });
     if let Some(path) = prometheus {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let text = crate::audit::prometheus(result.as_ref().ok(), now);
+        let mut text = crate::audit::prometheus(result.as_ref().ok(), now);
+        text.push_str(&crate::transparent::prometheus(
+            &crate::transparent::Record::current(),
+        ));
         crate::audit::write_atomically(path, &text)
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    let a = result.map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+    let a = result?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if json {
         writeln!(out, "{}", crate::audit::json(&a))?;

@@ -17,6 +17,7 @@ pub mod report;
 pub mod rewrite;
 pub mod rpc;
 pub mod rules;
+pub mod transparent;
 pub mod verdict;
 
 use detect::{Detection, Signals, Verdict};

@@ -56,7 +56,7 @@ manifest() {
   echo "-rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher"
   echo "-rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks"
   echo "-rw-r--r-- /etc/vhostfix/vhostfix.toml"
-  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket; do
+  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-proxy-failure.service; do
     echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
   echo "-rwxr-xr-x /usr/lib/systemd/system-generators/vhostfix-generator"
