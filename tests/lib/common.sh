@@ -142,7 +142,7 @@ libvirt_up() {
   # (a pidfile left by a daemon that was killed is removed first).
   local d
   for d in virtlogd libvirtd; do
-    pgrep -x "$d" >/dev/null && continue
+    pgrep -u 0 -x "$d" >/dev/null && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10
