@@ -209,6 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn the_gauge_in_docs_is_what_this_renders() {
+        let r = Record {
+            mode: Mode::HandedBack,
+            since: 1_796_089_385,
+            reason: String::new(),
+        };
+        let shown: String = prometheus(&r)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        assert!(
+            include_str!("../docs/proxy.md").contains(&shown),
+            "docs/proxy.md should show:\n{shown}"
+        );
+    }
+
+    #[test]
     fn dates_are_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_825_600), "2000-02-29 12:00:00 UTC");

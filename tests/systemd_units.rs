@@ -161,6 +161,7 @@ static TABLE: &[Directive] = &[
             "file system read-only but /run/vhostfix",
         )
     },
+    p("ReadOnlyPaths", Some(231), EXEC, "/run read-only too"),
     p(
         "ReadWritePaths",
         Some(231),
@@ -291,7 +292,10 @@ fn parse(file: &str, text: &str, first_line: usize, out: &mut Vec<Line>) {
             continue;
         }
         let (key, value) = l.split_once('=').unwrap_or_else(|| {
-            panic!("{file}:{}: neither a section nor Key=value: {l}", first_line + i)
+            panic!(
+                "{file}:{}: neither a section nor Key=value: {l}",
+                first_line + i
+            )
         });
         assert!(
             !section.is_empty(),
@@ -482,7 +486,9 @@ fn older_releases_ignore_or_are_mended() {
 fn render() -> String {
     let lines: Vec<Line> = shipped()
         .into_iter()
-        .filter(|l| l.file == "packaging/systemd/vhostfix-proxy.service" || l.key == "FileDescriptorName")
+        .filter(|l| {
+            l.file == "packaging/systemd/vhostfix-proxy.service" || l.key == "FileDescriptorName"
+        })
         .collect();
     let mut s = String::from("| Directive | What it does | systemd ");
     s.push_str(
@@ -515,7 +521,10 @@ fn render() -> String {
                 .unwrap_or("yes");
             cells.push(cell);
         }
-        let values: Vec<String> = of_d.iter().map(|l| format!("`{}={}`", l.key, l.value)).collect();
+        let values: Vec<String> = of_d
+            .iter()
+            .map(|l| format!("`{}={}`", l.key, l.value))
+            .collect();
         let mut since = d.since.map_or("earlier".to_string(), |v| v.to_string());
         since.push_str(&format!(" ({})", d.source));
         for v in d.values {
@@ -554,7 +563,9 @@ fn docs_table_matches() {
             let new = format!("{}{}{}", &doc[..a + begin.len()], table, &doc[b..]);
             std::fs::write(Path::new(REPO).join("docs/proxy.md"), new).unwrap();
         } else {
-            panic!("docs/proxy.md's table differs (VHOSTFIX_BLESS=1 rewrites it); expected:\n{table}");
+            panic!(
+                "docs/proxy.md's table differs (VHOSTFIX_BLESS=1 rewrites it); expected:\n{table}"
+            );
         }
     }
 }
@@ -566,8 +577,12 @@ fn the_parser_finds_what_it_must() {
     for (first, body) in heredoc_units(&read("packaging/transparent-mode")) {
         parse("t", &body, first, &mut v);
     }
-    assert!(v.iter().any(|l| l.key == "OnFailure" && l.section == "Unit"));
-    assert!(v.iter().any(|l| l.key == "ListenStream" && l.value.is_empty()));
+    assert!(v
+        .iter()
+        .any(|l| l.key == "OnFailure" && l.section == "Unit"));
+    assert!(v
+        .iter()
+        .any(|l| l.key == "ListenStream" && l.value.is_empty()));
     let strict = Line {
         file: "x".into(),
         line: 1,
