@@ -151,6 +151,10 @@ pub(crate) struct ProxyConfig {
     pub(crate) on_error: OnError,
     /// Seconds SIGTERM waits for calls in flight before closing connections.
     pub(crate) drain_seconds: u32,
+    /// What transparent mode does when the proxy fails for good (systemd gave
+    /// up restarting it): "open" gives libvirt its sockets back, "closed"
+    /// leaves them with the failed proxy. Read by `transparent-mode`.
+    pub(crate) failure_policy: FailurePolicy,
     /// Microseconds a relay thread polls for libvirt's reply before sleeping
     /// (0: never poll). Trades CPU for latency; see docs/proxy.md.
     pub(crate) busy_poll_us: u32,
@@ -191,6 +195,7 @@ impl Default for ProxyConfig {
             fixed_abi_calls: FixedAbiAction::Forward,
             on_error: OnError::Allow,
             drain_seconds: 5,
+            failure_policy: FailurePolicy::Open,
             busy_poll_us: 0,
             max_clients: 512,
             max_clients_per_user: 32,
@@ -232,6 +237,17 @@ pub(crate) enum ProxyAction {
     /// Decide, log and count what would change, but forward unchanged.
     Report,
     Off,
+}
+
+/// `[proxy] failure_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FailurePolicy {
+    /// libvirt serves its clients directly, unfixed (logged and counted).
+    #[default]
+    Open,
+    /// libvirt's clients are refused until the proxy runs again.
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -574,6 +590,14 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "c.toml: proxy.socket_mode = \"999\": must be an octal mode such as \"0660\""
+        );
+        assert_eq!(c.proxy.failure_policy, FailurePolicy::Open);
+        let c = Config::from_toml("[proxy]\nfailure_policy = \"closed\"\n", "c.toml").unwrap();
+        assert_eq!(c.proxy.failure_policy, FailurePolicy::Closed);
+        let e = Config::from_toml("[proxy]\nfailure_policy = \"shut\"\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:2:18: proxy.failure_policy: unknown variant `shut`, expected `open` or `closed`"
         );
         let c = Config::from_toml("[proxy]\nbusy_poll_us = 200\n", "c.toml").unwrap();
         assert_eq!(c.proxy.busy_poll_us, 200);

@@ -6,7 +6,7 @@
 //! - front ends: [`cli`] (the command line), `hook` (libvirt's qemu hook),
 //!   `proxy` (the API proxy), `audit` (every domain libvirt knows);
 //! - services: `config`, `logging`, `prometheus`, `host` (what the core must
-//!   not do: look at this host);
+//!   not do: look at this host), `transparent` (what transparent mode recorded);
 //! - `rpc`: libvirt's wire protocol, shared by the proxy and audit;
 //! - `core`: pure, no I/O: parse, detect, rules, rewrite, findings, report.
 //!
@@ -23,6 +23,7 @@ mod logging;
 mod prometheus;
 mod proxy;
 mod rpc;
+mod transparent;
 
 pub use crate::core::analysis::{analyze, Analysis, NicStatus, Policy};
 pub use crate::core::detect::{Detection, Verdict};

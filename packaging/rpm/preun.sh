@@ -12,4 +12,7 @@ if [ "$1" -eq 0 ]; then
   if [ -d /run/systemd/system ]; then
     systemctl stop vhostfix-proxy.service vhostfix-proxy-ro.socket vhostfix-proxy.socket >/dev/null 2>&1 || :
   fi
+  # What transparent mode recorded, and the proxy's runtime directory.
+  rm -f /var/lib/vhostfix/transparent-mode
+  rmdir /var/lib/vhostfix /run/vhostfix 2>/dev/null || :
 fi

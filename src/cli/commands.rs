@@ -233,18 +233,26 @@ pub(super) fn audit(
     prometheus: Option<&Path>,
     next_start: bool,
 ) -> Result<u8> {
-    let p = policy(cli)?;
-    let (config, _) = config::load(cli.config.as_deref())?;
-    let result = crate::audit::run(connect, &p, p.libvirt, &host::probe_socket);
+    // A configuration that does not load still gets its metrics written
+    // (audit failed; transparent mode's state), then the error.
+    let result = policy(cli).and_then(|p| {
+        let (config, _) = config::load(cli.config.as_deref())?;
+        let a = crate::audit::run(connect, &p, p.libvirt, &host::probe_socket)
+            .map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+        Ok((config, a))
+    });
     if let Some(path) = prometheus {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let text = crate::audit::prometheus(result.as_ref().ok(), now);
+        let mut text = crate::audit::prometheus(result.as_ref().ok().map(|(_, a)| a), now);
+        text.push_str(&crate::transparent::prometheus(
+            &crate::transparent::Record::current(),
+        ));
         crate::prometheus::write_atomically(path, &text)
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    let a = result.map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+    let (config, a) = result?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if next_start {
         let starts = crate::audit::at_next_start(&a, &config.hook.checks);

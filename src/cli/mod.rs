@@ -115,8 +115,23 @@ fn run(cli: Cli) -> Result<u8> {
                 listen.as_deref(),
                 &config.proxy,
             );
-            let pairs = crate::proxy::admin::fetch(&path)?;
+            // Whether transparent mode still has the proxy in front of
+            // libvirt, as transparent-mode recorded it.
+            let record = crate::transparent::Record::current();
+            let mut pairs = match crate::proxy::admin::fetch(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(match record.note() {
+                        Some(n) => e.context(n),
+                        None => e,
+                    })
+                }
+            };
+            pairs.push(("transparent".into(), record.mode.as_str().into()));
             print!("{}", crate::proxy::admin::render(&pairs, format));
+            if format == "prometheus" {
+                print!("{}", crate::transparent::prometheus(&record));
+            }
             Ok(EXIT_OK)
         }
         Command::Proxy {

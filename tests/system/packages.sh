@@ -58,9 +58,11 @@ manifest() {
   echo "-rwxr-xr-x /usr/lib/vhostfix/qemu-dispatcher"
   echo "-rwxr-xr-x /usr/lib/vhostfix/libvirt-hooks"
   echo "-rw-r--r-- /etc/vhostfix/vhostfix.toml"
-  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-audit.service vhostfix-audit.timer; do
+  for f in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-proxy-failure.service vhostfix-audit.service vhostfix-audit.timer; do
     echo "-rw-r--r-- /usr/lib/systemd/system/$f"
   done
+  echo "-rwxr-xr-x /usr/lib/systemd/system-generators/vhostfix-generator"
+  echo "-rw-r--r-- /usr/lib/tmpfiles.d/vhostfix.conf"
   echo "-rwxr-xr-x /usr/lib/vhostfix/transparent-mode"
   echo "-rwxr-xr-x /usr/lib/vhostfix/audit-textfile"
   echo "-rw-r--r-- /usr/share/vhostfix/prometheus/alerts.yml"

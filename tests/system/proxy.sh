@@ -80,13 +80,7 @@ sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' \
 undefine win-attach
 vm_cleanup_on_exit win-attach
 "${VD[@]}" define "$NONIC" >/dev/null
-cat >"$D/nic.xml" <<'XML'
-<interface type='vhostuser'>
-  <mac address='52:54:00:5a:01:09'/>
-  <source type='unix' path='/run/vhu-test/att.sock' mode='server'/>
-  <model type='e1000'/>
-</interface>
-XML
+cp "$REPO/tests/system/fixtures/nic-e1000-vhostuser.xml" "$D/nic.xml"
 out=$("${VD[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
 t_contains "direct attach-device of an e1000 vhost-user NIC is refused" "$out" "virtio-net"
 out=$("${VPV[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
