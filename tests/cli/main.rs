@@ -42,10 +42,22 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// An empty configuration file: the built-in defaults, whatever the machine
+/// has in /etc/vhostfix/vhostfix.toml (a package another suite installed).
+fn defaults() -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-defaults.toml");
+    if !p.exists() {
+        let tmp = p.with_extension(format!("{:?}.tmp", std::thread::current().id()));
+        std::fs::write(&tmp, "").unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+    p
+}
+
 fn run_with(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out {
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .env_remove("VHOSTFIX_CONFIG")
+        .env("VHOSTFIX_CONFIG", defaults())
         .env_remove("NO_COLOR")
         .env_remove("VHOSTFIX_LIBVIRT_VERSION")
         .env("VHOSTFIX_LOG", "stderr")

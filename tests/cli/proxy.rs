@@ -73,12 +73,14 @@ fn activate(dir: &Path, sockets: &[&Path], proxy_args: &[&str]) -> Activated {
     for s in sockets {
         cmd.arg("-l").arg(s);
     }
-    cmd.arg(BIN)
+    // It passes the program no environment but what -E names.
+    cmd.arg("-E")
+        .arg("VHOSTFIX_LOG=stderr:info")
+        .arg(BIN)
         .arg("--config")
         .arg(&config)
         .arg("proxy")
         .args(proxy_args)
-        .env("VHOSTFIX_LOG", "stderr:info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("proxy.log")).unwrap());
