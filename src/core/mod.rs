@@ -3,6 +3,8 @@
 //! answers.
 //!
 //! - [`parse`]: untrusted XML into a tree with byte positions, every limit enforced;
+//! - `scan`: the fast path: one pass that checks a document and keeps only
+//!   the elements the analysis reads (the tree path takes whatever it does not vouch for);
 //! - [`detect`]: is the guest Windows, and on what evidence;
 //! - [`rules`]: vhost-user NICs, their models, guest memory, libvirt releases;
 //! - [`rewrite`]: byte-range edits spliced into the original text;
@@ -22,4 +24,5 @@ pub(crate) mod parse;
 pub mod report;
 pub(crate) mod rewrite;
 pub(crate) mod rules;
+mod scan;
 mod xml;

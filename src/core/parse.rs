@@ -247,7 +247,7 @@ fn qname(text: &str, node: roxmltree::Node) -> String {
 }
 
 /// roxmltree ignores the declared encoding; we only take UTF-8 (and its ASCII subset).
-fn check_declared_encoding(text: &str) -> Result<(), InputError> {
+pub(crate) fn check_declared_encoding(text: &str) -> Result<(), InputError> {
     let start = if text.starts_with('\u{feff}') { 3 } else { 0 };
     let body = &text[start..];
     if !body.starts_with("<?xml") {

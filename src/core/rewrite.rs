@@ -6,6 +6,7 @@
 //! shows exactly the changed lines.
 
 use super::rules::{ModelSlot, VhostUserNic};
+use super::xml::Element;
 use std::io::{self, Write};
 use std::ops::Range;
 
@@ -23,10 +24,14 @@ pub struct Edit {
 /// * no `<model>`: a new `<model type='virtio'/>` goes after the last child
 ///   element, preceded by the same whitespace (line ending and indentation) that
 ///   precedes that child, so it sits on its own line like its siblings.
-pub(crate) fn model_edit(text: &str, nic: &VhostUserNic, target: &str) -> Edit {
+pub(crate) fn model_edit<'a, E: Element<'a>>(
+    text: &str,
+    nic: &VhostUserNic<'a, E>,
+    target: &str,
+) -> Edit {
     match nic.slot {
         ModelSlot::Typed(attr) => Edit {
-            range: attr.range_value(),
+            range: attr.value_range(),
             with: target.to_string(),
         },
         ModelSlot::NoType(model) => {
@@ -46,15 +51,14 @@ fn tag_name_len(text: &str, from: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn insert_model(text: &str, iface: roxmltree::Node, target: &str) -> Edit {
+fn insert_model<'a>(text: &str, iface: impl Element<'a>, target: &str) -> Edit {
     let element = format!("<model type='{target}'/>");
-    if let Some(last) = iface.children().rfind(|c| c.is_element()) {
-        let lead = last
-            .prev_sibling()
-            .filter(|p| p.is_text())
-            .map(|p| &text[p.range()])
-            .filter(|s| s.chars().all(char::is_whitespace))
-            .unwrap_or("");
+    if let Some((last, lead)) = iface.last_element() {
+        let lead = if lead.chars().all(char::is_whitespace) {
+            lead
+        } else {
+            ""
+        };
         let at = last.range().end;
         return Edit {
             range: at..at,
