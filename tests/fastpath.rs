@@ -347,3 +347,16 @@ proptest! {
         }
     }
 }
+
+/// roxmltree's `attribute("type")` takes the first attribute with that local
+/// name in any namespace; the fast path must answer the same (found by the
+/// property test above).
+#[test]
+fn a_plain_name_finds_a_prefixed_attribute() {
+    let text = "<domain><devices><interface type='vhostuser'><model xmlns:m='urn:m' m:type='x' type='e1000'/></interface></devices></domain>";
+    for p in policies() {
+        assert!(agree(text, &p).unwrap(), "fast path taken");
+        let a = analyze_fast(text, &p).unwrap().unwrap();
+        assert_eq!(a.nics[0].model.as_deref(), Some("x"));
+    }
+}

@@ -14,7 +14,7 @@ use crate::config;
 use crate::hook::HookCall;
 use anyhow::Result;
 use args::{Cli, Command, ConfigCommand};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use std::io;
 use std::path::Path;
 
@@ -44,7 +44,7 @@ pub(crate) fn hook_main(object: &str, words: &[std::ffi::OsString], config: Opti
 
 /// Parses the command line and runs it; returns the exit status.
 pub(crate) fn main(args: Vec<std::ffi::OsString>) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
@@ -60,6 +60,19 @@ pub(crate) fn main(args: Vec<std::ffi::OsString>) -> u8 {
             EXIT_ERROR
         }
     }
+}
+
+/// `Cli::try_parse_from`, without freeing clap's definitions of every
+/// command and option just before the process exits (a tenth of a small
+/// `filter`'s instructions, measured with callgrind).
+fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let mut cmd = Cli::command();
+    let parsed = match cmd.try_get_matches_from_mut(args) {
+        Ok(mut m) => Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut cmd)),
+        Err(e) => Err(e),
+    };
+    std::mem::forget(cmd);
+    parsed
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

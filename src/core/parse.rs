@@ -61,11 +61,8 @@ impl Pos {
     /// Position of byte offset `at` in `text` (which must be a char boundary).
     pub(crate) fn of(text: &str, at: usize) -> Pos {
         let before = &text.as_bytes()[..at.min(text.len())];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
+        let line = memchr::memchr_iter(b'\n', before).count() + 1;
+        let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
         let mut col = String::from_utf8_lossy(&before[line_start..])
             .chars()
             .count()

@@ -60,7 +60,7 @@ struct Node<'t> {
     lead: Option<(usize, usize)>,
 }
 
-/// An attribute in no namespace (the only ones the analysis asks for).
+/// An attribute (namespace declarations are not attributes).
 struct LiteAttr<'t> {
     local: &'t str,
     value: Cow<'t, str>,
@@ -111,6 +111,8 @@ impl<'a, 't: 'a> Element<'a> for LiteElement<'a, 't> {
         self.node().local
     }
 
+    /// Like roxmltree, the first attribute with that local name, whatever
+    /// its namespace.
     fn attribute_at(self, name: &str) -> Option<Attr<'a>> {
         let r = &self.node().attrs;
         self.lite.attrs[r.start as usize..r.end as usize]
@@ -798,7 +800,7 @@ impl<'t> Scanner<'t> {
     ) -> Option<u32> {
         let id = self.nodes.len() as u32;
         let first_attr = self.attrs.len() as u32;
-        for a in self.tag.iter().filter(|a| a.prefix.is_empty()) {
+        for a in &self.tag {
             self.attrs.push(LiteAttr {
                 local: a.local,
                 value: attribute_value(&self.text[a.value.0..a.value.1])?,

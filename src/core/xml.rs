@@ -30,7 +30,8 @@ pub(crate) trait Element<'a>: Copy {
     fn namespace(self) -> Option<&'a str>;
     /// The local name.
     fn name(self) -> &'a str;
-    /// The attribute `name` in no namespace.
+    /// The first attribute whose local name is `name`, in any namespace
+    /// (roxmltree's `attribute_node` with a plain name).
     fn attribute_at(self, name: &str) -> Option<Attr<'a>>;
     /// From `<` of the start tag to `>` of the end tag (or of `/>`).
     fn range(self) -> Range<usize>;
@@ -44,7 +45,7 @@ pub(crate) trait Element<'a>: Copy {
     /// when that node is text (`""` otherwise).
     fn last_element(self) -> Option<(Self, &'a str)>;
 
-    /// The value of the attribute `name` in no namespace.
+    /// The value of [`Element::attribute_at`].
     fn attribute(self, name: &str) -> Option<&'a str> {
         self.attribute_at(name).map(|a| a.value)
     }
