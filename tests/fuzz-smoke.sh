@@ -21,7 +21,9 @@ for t in frame decide analyze; do
   if [ "$t" = analyze ] && [ -z "$(ls -A fuzz/corpus/analyze)" ]; then
     cp tests/files/*.xml fuzz/corpus/analyze/
   fi
-  if "${fuzz[@]}" run "$t" -- -max_total_time="$secs" -rss_limit_mb=1024 >"/tmp/fuzz-$t.log" 2>&1; then
+  dict=()
+  [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
+  if "${fuzz[@]}" run "$t" -- -max_total_time="$secs" -rss_limit_mb=1024 "${dict[@]}" >"/tmp/fuzz-$t.log" 2>&1; then
     pass=$((pass + 1)); echo "ok   fuzz $t: $(grep -o 'Done [0-9]* runs' "/tmp/fuzz-$t.log" | tail -1)"
   else
     fail=$((fail + 1)); echo "FAIL fuzz $t"; tail -30 "/tmp/fuzz-$t.log"

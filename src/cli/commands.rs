@@ -113,13 +113,15 @@ pub(super) fn filter(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<u8> 
     rewrite::write_edited(&mut out, text_of(&input), &a.edits)?;
     out.flush()?;
     if !quiet {
-        let mut err = io::stderr().lock();
+        // One write for every message (stderr is unbuffered).
+        let mut messages = String::new();
         for line in report::change_lines(&a) {
-            writeln!(err, "vhostfix: changed: {line}")?;
+            messages += &format!("vhostfix: changed: {line}\n");
         }
         for w in &a.warnings {
-            writeln!(err, "vhostfix: warning: {}: {w}", a.subject())?;
+            messages += &format!("vhostfix: warning: {}: {w}\n", a.subject());
         }
+        io::stderr().lock().write_all(messages.as_bytes())?;
     }
     Ok(EXIT_OK)
 }
