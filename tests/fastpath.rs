@@ -360,3 +360,22 @@ fn a_plain_name_finds_a_prefixed_attribute() {
         assert_eq!(a.nics[0].model.as_deref(), Some("x"));
     }
 }
+
+/// Both paths put the value of an attribute where it is, however many
+/// spaces surround its `=` (roxmltree's `range_value()` counts them in a u8:
+/// before, the tree path replaced the wrong bytes after 255 of them).
+#[test]
+fn a_value_after_many_spaces_is_found() {
+    let spaces = " ".repeat(300);
+    let text = format!(
+        "<domain><clock offset='localtime'/><devices><interface type='vhostuser'><model type{spaces}={spaces}'e1000'/></interface></devices></domain>"
+    );
+    let want = text.replace("'e1000'", "'virtio'");
+    let p = Policy::default();
+    assert!(agree(&text, &p).unwrap(), "fast path taken");
+    assert_eq!(analyze_tree(&text, &p).unwrap().output(&text), want);
+    assert_eq!(
+        analyze_fast(&text, &p).unwrap().unwrap().output(&text),
+        want
+    );
+}

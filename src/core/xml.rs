@@ -76,11 +76,16 @@ impl<'a, 'i: 'a> Element<'a> for roxmltree::Node<'a, 'i> {
 
     fn attribute_at(self, name: &str) -> Option<Attr<'a>> {
         self.attribute_node(name).map(|a| {
-            let r = a.range_value();
+            // Not `range_value()`: it counts the spaces around `=` in a u8
+            // and misplaces the value after 255 of them.
+            let r = a.range();
+            let src = &self.input()[r.clone()];
+            let eq = src.find('=').unwrap_or(0) + 1;
+            let quote = eq + src[eq..].find(['\'', '"']).unwrap_or(0);
             Attr {
                 value: a.value(),
-                start: a.range().start,
-                value_range: (r.start, r.end),
+                start: r.start,
+                value_range: (r.start + quote + 1, r.end - 1),
             }
         })
     }
