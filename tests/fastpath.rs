@@ -5,6 +5,8 @@
 //! does not vouch for goes to the tree path, so errors and limits keep their
 //! exact texts.
 
+mod support;
+
 use proptest::prelude::*;
 use std::path::PathBuf;
 use vhostfix::stages::{analyze_fast, analyze_tree};
@@ -230,21 +232,6 @@ fn damage() -> impl Strategy<Value = Vec<(prop::sample::Index, usize, &'static s
     )
 }
 
-fn apply_damage(mut text: String, cuts: Vec<(prop::sample::Index, usize, &'static str)>) -> String {
-    for (at, len, with) in cuts {
-        let mut start = at.index(text.len() + 1);
-        while !text.is_char_boundary(start) {
-            start -= 1;
-        }
-        let mut end = (start + len).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
-        }
-        text.replace_range(start..end, with);
-    }
-    text
-}
-
 /// Attributes, some of them wrong, right after the name of a start tag.
 fn tag_damage() -> impl Strategy<Value = Vec<(prop::sample::Index, &'static str)>> {
     prop::collection::vec(
@@ -299,7 +286,7 @@ proptest! {
 
     #[test]
     fn fast_path_agrees_with_the_tree(doc in domain(), cuts in damage(), policy in 0usize..3) {
-        let text = apply_damage(doc, cuts);
+        let text = support::apply_damage(doc, cuts);
         agree(&text, &policies()[policy])?;
     }
 
