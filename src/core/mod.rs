@@ -17,6 +17,7 @@
 //! keeps it so).
 
 pub(crate) mod analysis;
+mod bytes;
 pub(crate) mod detect;
 pub(crate) mod escape;
 pub(crate) mod findings;

@@ -23,9 +23,9 @@
 //! `<devices><interface>`, its children and theirs. Text is kept for
 //! `<name>`, `<description>` and `<metadata>`'s `property` elements only.
 
+use super::bytes::{find, find2, find_seq};
 use super::parse::{check_declared_encoding, DocKind, InputLimits};
 use super::xml::{Attr, Element};
-use memchr::{memchr, memchr2, memmem};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -264,7 +264,7 @@ fn is_xml_char(c: char) -> bool {
 /// without a DTD is an error (or unusual enough for the tree path).
 fn reference(b: &[u8], at: usize) -> Option<(char, usize)> {
     let rest = b.get(at + 1..)?;
-    let semi = memchr(b';', &rest[..rest.len().min(12)])?;
+    let semi = find(b';', &rest[..rest.len().min(12)])?;
     let body = &rest[..semi];
     let number = |digits: &[u8], radix: u32| -> Option<char> {
         let digits = std::str::from_utf8(digits).ok()?;
@@ -354,7 +354,7 @@ fn attribute_value(raw: &str) -> Option<Cow<'_, str>> {
 
 /// Text with line ends normalised (CR LF and lone CR become LF).
 fn line_ends(raw: &str) -> Cow<'_, str> {
-    if memchr(b'\r', raw.as_bytes()).is_none() {
+    if find(b'\r', raw.as_bytes()).is_none() {
         Cow::Borrowed(raw)
     } else {
         Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
@@ -469,7 +469,7 @@ impl<'t> Scanner<'t> {
         self.spaces();
         let quote = self.byte().filter(|&q| q == b'\'' || q == b'"')?;
         let start = self.pos + 1;
-        let len = memchr2(quote, b'<', &self.b[start..])?;
+        let len = find2(quote, b'<', &self.b[start..])?;
         if self.b[start + len] != quote {
             return None;
         }
@@ -518,9 +518,9 @@ impl<'t> Scanner<'t> {
     /// `<!-- ... -->` at `pos`.
     fn comment(&mut self) -> Option<()> {
         let from = self.pos + 4;
-        let len = memmem::find(&self.b[from..], b"-->")?;
+        let len = find_seq(&self.b[from..], b"-->")?;
         let body = &self.b[from..from + len];
-        if memmem::find(body, b"--").is_some() || body.ends_with(b"-") {
+        if find_seq(body, b"--").is_some() || body.ends_with(b"-") {
             return None;
         }
         self.pos = from + len + 3;
@@ -575,7 +575,7 @@ impl<'t> Scanner<'t> {
             self.count += 1;
         }
         if self.capture != NONE {
-            if !is_cdata && memchr(b'&', piece.as_bytes()).is_some() {
+            if !is_cdata && find(b'&', piece.as_bytes()).is_some() {
                 return None;
             }
             let piece = line_ends(piece);
@@ -591,7 +591,7 @@ impl<'t> Scanner<'t> {
     /// Everything inside the root element, up to its end tag.
     fn content(&mut self) -> Option<()> {
         while !self.stack.is_empty() {
-            let lt = self.pos + memchr(b'<', &self.b[self.pos..])?;
+            let lt = self.pos + find(b'<', &self.b[self.pos..])?;
             if lt > self.pos {
                 let piece = &self.text[self.pos..lt];
                 self.text_piece(piece, (self.pos, lt), false)?;
@@ -602,7 +602,7 @@ impl<'t> Scanner<'t> {
                 b'!' if self.starts_with(b"<!--") => self.comment()?,
                 b'!' if self.starts_with(b"<![CDATA[") => {
                     let from = lt + 9;
-                    let len = memmem::find(&self.b[from..], b"]]>")?;
+                    let len = find_seq(&self.b[from..], b"]]>")?;
                     let end = from + len + 3;
                     self.text_piece(&self.text[from..from + len], (lt, end), true)?;
                     self.cdata += 1;
