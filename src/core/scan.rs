@@ -296,14 +296,12 @@ fn check_bytes(b: &[u8]) -> Option<usize> {
     const CHUNK: usize = 64;
     let mut ends = 0;
     for (n, chunk) in b.chunks(CHUNK).enumerate() {
-        let mut flag = false;
-        for &c in chunk {
-            flag |= (c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r')
-                | (c == 0xEF)
-                | (c == b'&')
-                | (c == b']');
-        }
-        if !flag {
+        // Without branches, so that it runs in vector lanes.
+        let flag = chunk.iter().fold(0u8, |acc, &c| {
+            let control = (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r');
+            acc | u8::from(control | (c == 0xEF) | (c == b'&') | (c == b']'))
+        });
+        if flag == 0 {
             continue;
         }
         for (i, &c) in chunk.iter().enumerate() {
