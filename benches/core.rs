@@ -7,7 +7,12 @@
 //!   256 NICs, 5.1 MB at scale 1) at scales 0.2, 0.5, 1 and 2 (1 to 10 MB), to
 //!   show whether time grows linearly with size (MB/s flat);
 //! * `stages`: the 5.1 MB domain split into stages, to see where the time goes,
-//!   and analyze + `write_edited` into a sink (the CLI's path: no output copy).
+//!   and analyze + `write_edited` into a sink (the CLI's path: no output copy);
+//!   `analyze_tree` is the tree path alone (what every document took before
+//!   the fast path), `parse`/`roxmltree_parse` its first stage.
+//!
+//! Every input is checked once to take the fast path and to get exactly the
+//! tree path's answer, so what is timed is what `vhostfix filter` runs.
 //!
 //! Run: `cargo bench --bench core` (needs python3 for the generator).
 //! See BENCHMARKS.md for the figures.
@@ -17,6 +22,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 use vhostfix::stages as rewrite;
+use vhostfix::stages::{analyze_fast, analyze_tree};
 use vhostfix::{analyze, Policy};
 
 const SMALL: &str = include_str!("data/win2019.xml");
@@ -43,8 +49,16 @@ fn filter(text: &str, policy: &Policy) -> String {
     a.output(text)
 }
 
-/// Checks once that the input really exercises the fixing path.
+/// Checks once that the input really exercises the fixing path, on the fast
+/// path, with the tree path's answer.
 fn check(text: &str, policy: &Policy, expect_fixed: usize) {
+    let fast = analyze_fast(text, policy).expect("benchmark input takes the fast path");
+    let tree = analyze_tree(text, policy);
+    assert_eq!(
+        format!("{fast:?}"),
+        format!("{tree:?}"),
+        "the two paths differ"
+    );
     let a = analyze(text, policy).expect("benchmark input is valid");
     assert_eq!(a.edits.len(), expect_fixed, "unexpected number of fixes");
     assert_ne!(a.output(text), text);
@@ -86,6 +100,7 @@ fn big(c: &mut Criterion) {
 fn stages(c: &mut Criterion) {
     let policy = Policy::default();
     let text = generated("1");
+    check(&text, &policy, fixes_in(&text));
     let a = analyze(&text, &policy).expect("valid");
     let mut g = c.benchmark_group("stages");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
@@ -113,6 +128,14 @@ fn stages(c: &mut Criterion) {
     g.bench_function("analyze", |b| {
         b.iter(|| {
             analyze(black_box(&text), &policy)
+                .expect("valid")
+                .edits
+                .len()
+        })
+    });
+    g.bench_function("analyze_tree", |b| {
+        b.iter(|| {
+            analyze_tree(black_box(&text), &policy)
                 .expect("valid")
                 .edits
                 .len()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Short fuzz run of the proxy's frame/XDR decoders and of its whole decision
-# (fuzz/fuzz_targets/*.rs). Needs cargo-fuzz (`cargo install --locked cargo-fuzz`).
+# Short fuzz run of the proxy's frame/XDR decoders, of its whole decision, and
+# of the core's fast path against its tree path (fuzz/fuzz_targets/*.rs).
+# Needs cargo-fuzz (`cargo install --locked cargo-fuzz`).
 # FUZZ_SECONDS per target (default 20).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,15 @@ if ! "${fuzz[@]}" --version >/dev/null 2>&1; then
   exit 1
 fi
 pass=0 fail=0
-for t in frame decide; do
+for t in frame decide analyze; do
   mkdir -p "fuzz/corpus/$t"
-  if "${fuzz[@]}" run "$t" -- -max_total_time="$secs" -rss_limit_mb=1024 >"/tmp/fuzz-$t.log" 2>&1; then
+  # The core starts from the golden inputs.
+  if [ "$t" = analyze ] && [ -z "$(ls -A fuzz/corpus/analyze)" ]; then
+    cp tests/files/*.xml fuzz/corpus/analyze/
+  fi
+  dict=()
+  [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
+  if "${fuzz[@]}" run "$t" -- -max_total_time="$secs" -rss_limit_mb=1024 "${dict[@]}" >"/tmp/fuzz-$t.log" 2>&1; then
     pass=$((pass + 1)); echo "ok   fuzz $t: $(grep -o 'Done [0-9]* runs' "/tmp/fuzz-$t.log" | tail -1)"
   else
     fail=$((fail + 1)); echo "FAIL fuzz $t"; tail -30 "/tmp/fuzz-$t.log"

@@ -3,6 +3,8 @@
 //! parses, only vhost-user interfaces change and only in their model, a second
 //! pass is a no-op, and an unchanged document comes back byte-identical.
 
+mod support;
+
 use proptest::prelude::*;
 use vhostfix::{analyze, NicStatus, Policy};
 use vhostfix::{Guests, TargetModel};
@@ -227,18 +229,7 @@ proptest! {
         d in doc(),
         cuts in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, prop::sample::select(vec!["", "<", ">", "'", "&", "<!--", "]]>", "\u{feff}", "<model type='e1000'/>", "</interface>"])), 1..4),
     ) {
-        let mut text = render(&d);
-        for (at, len, with) in cuts {
-            let mut start = at.index(text.len() + 1);
-            while !text.is_char_boundary(start) {
-                start -= 1;
-            }
-            let mut end = (start + len).min(text.len());
-            while !text.is_char_boundary(end) {
-                end += 1;
-            }
-            text.replace_range(start..end, with);
-        }
+        let text = support::apply_damage(render(&d), cuts);
         match analyze(&text, &Policy::default()) {
             Ok(a) => {
                 let out = a.output(&text);

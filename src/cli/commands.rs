@@ -58,12 +58,25 @@ fn read_input(file: Option<&Path>, limit: usize) -> Result<Input> {
         );
     }
     let bytes = if name == "<stdin>" {
-        host::read_bounded(&mut io::stdin().lock(), limit, false).context("reading stdin")?
+        read_stdin(limit).context("reading stdin")?
     } else {
         let mut f = std::fs::File::open(&name).with_context(|| format!("{name}: cannot open"))?;
         host::read_file_bounded(&mut f, limit).with_context(|| format!("{name}: cannot read"))?
     };
     Ok(Input { name, bytes })
+}
+
+/// stdin in one read of its size when it is a file (`< domain.xml`), else as it comes.
+fn read_stdin(limit: usize) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    if let Ok(fd) = stdin.as_fd().try_clone_to_owned() {
+        let mut file = std::fs::File::from(fd);
+        if file.metadata().is_ok_and(|m| m.is_file()) {
+            return host::read_file_bounded(&mut file, limit);
+        }
+    }
+    host::read_bounded(&mut stdin.lock(), limit, false)
 }
 
 /// Reads and analyses one input; errors name the input.
@@ -107,13 +120,15 @@ pub(super) fn filter(cli: &Cli, file: Option<&Path>, quiet: bool) -> Result<u8> 
     rewrite::write_edited(&mut out, text_of(&input), &a.edits)?;
     out.flush()?;
     if !quiet {
-        let mut err = io::stderr().lock();
+        // One write for every message (stderr is unbuffered).
+        let mut messages = String::new();
         for line in report::change_lines(&a) {
-            writeln!(err, "vhostfix: changed: {line}")?;
+            messages += &format!("vhostfix: changed: {line}\n");
         }
         for w in &a.warnings {
-            writeln!(err, "vhostfix: warning: {}: {w}", a.subject())?;
+            messages += &format!("vhostfix: warning: {}: {w}\n", a.subject());
         }
+        io::stderr().lock().write_all(messages.as_bytes())?;
     }
     Ok(EXIT_OK)
 }

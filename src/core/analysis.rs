@@ -7,7 +7,8 @@ use super::escape::field;
 use super::parse::{self, DocKind, InputError, InputLimits, Pos};
 use super::rewrite::{self, Edit};
 use super::rules::{self, Guests, LibvirtVersion, MemorySharing, NicSource, TargetModel};
-use super::xml;
+use super::scan;
+use super::xml::{self, Element};
 use serde::Serialize;
 
 /// Everything the core needs to decide.
@@ -113,10 +114,37 @@ impl Analysis {
 pub(crate) const NETKVM_WARNING: &str = "the guest needs the NetKVM driver (virtio-win) for a virtio NIC to carry traffic; it boots either way";
 
 /// Parses, detects, applies the rule, and plans the edits. No I/O.
+///
+/// An ordinary document takes the fast path: one streaming scan checks it
+/// and keeps only the elements the analysis reads ([`scan`]). Anything the
+/// scan does not vouch for (an error, a limit, a DTD, an unusual construct)
+/// takes the tree path, which gives every error and its position.
 pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
+    match analyze_fast(text, policy) {
+        Some(result) => result,
+        None => analyze_tree(text, policy),
+    }
+}
+
+/// The fast path alone: `None` when the document needs the tree.
+pub fn analyze_fast(text: &str, policy: &Policy) -> Option<Result<Analysis, InputError>> {
+    let lite = scan::scan(text, &policy.limits)?;
+    Some(analyze_root(text, lite.kind(), lite.root(), policy))
+}
+
+/// The tree path alone: roxmltree's whole tree.
+pub fn analyze_tree(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     let parsed = parse::parse(text, &policy.limits)?;
-    let root = parsed.doc.root_element();
-    let detection = match (&policy.guest_os, parsed.kind) {
+    analyze_root(text, parsed.kind, parsed.doc.root_element(), policy)
+}
+
+fn analyze_root<'a>(
+    text: &str,
+    kind: DocKind,
+    root: impl Element<'a>,
+    policy: &Policy,
+) -> Result<Analysis, InputError> {
+    let detection = match (&policy.guest_os, kind) {
         (Some(d), _) => d.clone(),
         (None, DocKind::Domain) => detect::detect(root, &policy.signals)?,
         (None, DocKind::Interface) => Detection {
@@ -126,7 +154,7 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     };
     let in_scope = policy.guests == Guests::Any || detection.verdict == Verdict::Windows;
     let domain = xml::child(root, "name")
-        .filter(|_| parsed.kind == DocKind::Domain)
+        .filter(|_| kind == DocKind::Domain)
         .and_then(|n| n.text())
         .map(|t| t.trim().to_string());
 
@@ -153,7 +181,7 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
             pos: nic.pos,
         };
         if status == NicStatus::LeftAlone {
-            let why = if parsed.kind == DocKind::Interface && policy.guest_os.is_none() {
+            let why = if kind == DocKind::Interface && policy.guest_os.is_none() {
                 "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)".to_string()
             } else {
                 format!(
@@ -174,7 +202,7 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
     if !edits.is_empty() && detection.verdict == Verdict::Windows {
         warnings.push(NETKVM_WARNING.to_string());
     }
-    let memory = (parsed.kind == DocKind::Domain && !nics.is_empty())
+    let memory = (kind == DocKind::Domain && !nics.is_empty())
         .then(|| rules::memory_sharing(root, policy.libvirt));
     if let Some(m) = memory.as_ref().filter(|m| !m.shared) {
         warnings.push(format!(
@@ -183,7 +211,7 @@ pub fn analyze(text: &str, policy: &Policy) -> Result<Analysis, InputError> {
         ));
     }
     Ok(Analysis {
-        kind: parsed.kind,
+        kind,
         domain,
         detection,
         in_scope,

@@ -14,8 +14,7 @@
 //! 4. otherwise unknown.
 
 use super::parse::{InputError, Pos};
-use super::xml::child;
-use roxmltree::Node;
+use super::xml::{child, Element};
 use serde::{Deserialize, Serialize};
 
 /// XML namespace of vhostfix's per-domain override:
@@ -154,7 +153,14 @@ struct Found<'t> {
 }
 
 impl Found<'_> {
-    fn push(&mut self, at: Node, signal: Signal, windows: bool, weight: Weight, detail: String) {
+    fn push<'a>(
+        &mut self,
+        at: impl Element<'a>,
+        signal: Signal,
+        windows: bool,
+        weight: Weight,
+        detail: String,
+    ) {
         self.list.push(Evidence {
             signal,
             windows,
@@ -167,13 +173,16 @@ impl Found<'_> {
 }
 
 /// Examines a `<domain>` root element.
-pub(crate) fn detect(domain: Node, signals: &Signals) -> Result<Detection, InputError> {
+pub(crate) fn detect<'a>(
+    domain: impl Element<'a>,
+    signals: &Signals,
+) -> Result<Detection, InputError> {
     let mut found = Found {
-        text: domain.document().input_text(),
+        text: domain.input(),
         list: Vec::new(),
     };
     if let Some(meta) = child(domain, "metadata") {
-        for el in meta.descendants().filter(|n| n.is_element()) {
+        for el in meta.descendants() {
             metadata(&mut found, el, signals)?;
         }
     }
@@ -194,22 +203,26 @@ pub(crate) fn detect(domain: Node, signals: &Signals) -> Result<Detection, Input
 
 /// One element of `<metadata>`: vhostfix's override, a libosinfo os id, or
 /// nova's `os_type` image property.
-fn metadata(found: &mut Found, el: Node, signals: &Signals) -> Result<(), InputError> {
-    let ns = el.tag_name().namespace();
-    let name = el.tag_name().name();
+fn metadata<'a>(
+    found: &mut Found,
+    el: impl Element<'a>,
+    signals: &Signals,
+) -> Result<(), InputError> {
+    let ns = el.namespace();
+    let name = el.name();
     if signals.r#override && ns == Some(OVERRIDE_NS) && name == "guest" {
-        if let Some(attr) = el.attribute_node("os") {
-            let windows = match attr.value() {
+        if let Some(attr) = el.attribute_at("os") {
+            let windows = match attr.value {
                 "windows" => true,
                 "other" => false,
                 v => {
                     return Err(InputError::BadOverride {
-                        pos: Pos::of(found.text, attr.range().start),
+                        pos: Pos::of(found.text, attr.start),
                         value: v.to_string(),
                     })
                 }
             };
-            let detail = format!("vhostfix override os='{}'", attr.value());
+            let detail = format!("vhostfix override os='{}'", attr.value);
             found.push(el, Signal::Override, windows, Weight::Override, detail);
         }
     } else if signals.libosinfo && ns == Some(LIBOSINFO_NS) && name == "os" {
@@ -233,15 +246,15 @@ fn metadata(found: &mut Found, el: Node, signals: &Signals) -> Result<(), InputE
 }
 
 /// `<features><hyperv>` with an enlightenment on, or in passthrough mode.
-fn hyperv(found: &mut Found, domain: Node) {
+fn hyperv<'a>(found: &mut Found, domain: impl Element<'a>) {
     let Some(hv) = child(domain, "features").and_then(|f| child(f, "hyperv")) else {
         return;
     };
     let passthrough = hv.attribute("mode") == Some("passthrough");
     let on: Vec<&str> = hv
-        .children()
-        .filter(|c| c.is_element() && c.attribute("state") == Some("on"))
-        .map(|c| c.tag_name().name())
+        .elements()
+        .filter(|c| c.attribute("state") == Some("on"))
+        .map(|c| c.name())
         .collect();
     if !passthrough && on.is_empty() {
         return;
@@ -255,11 +268,10 @@ fn hyperv(found: &mut Found, domain: Node) {
 }
 
 /// `<clock><timer name='hypervclock' present='yes'/>`.
-fn hypervclock(found: &mut Found, domain: Node) {
+fn hypervclock<'a>(found: &mut Found, domain: impl Element<'a>) {
     let timer = child(domain, "clock").and_then(|clock| {
-        clock.children().find(|t| {
-            t.is_element()
-                && t.tag_name().name() == "timer"
+        clock.elements().find(|t| {
+            t.name() == "timer"
                 && t.attribute("name") == Some("hypervclock")
                 && t.attribute("present") == Some("yes")
         })
@@ -271,7 +283,7 @@ fn hypervclock(found: &mut Found, domain: Node) {
 }
 
 /// A `<description>` that names Windows (CloudStack writes the OS name there).
-fn description(found: &mut Found, domain: Node) {
+fn description<'a>(found: &mut Found, domain: impl Element<'a>) {
     let Some(d) = child(domain, "description") else {
         return;
     };
@@ -283,7 +295,7 @@ fn description(found: &mut Found, domain: Node) {
 }
 
 /// `<clock offset='localtime'>` (Windows keeps its clock in local time).
-fn localtime_clock(found: &mut Found, domain: Node) {
+fn localtime_clock<'a>(found: &mut Found, domain: impl Element<'a>) {
     if let Some(clock) =
         child(domain, "clock").filter(|c| c.attribute("offset") == Some("localtime"))
     {

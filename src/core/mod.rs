@@ -3,6 +3,8 @@
 //! answers.
 //!
 //! - [`parse`]: untrusted XML into a tree with byte positions, every limit enforced;
+//! - `scan`: the fast path: one pass that checks a document and keeps only
+//!   the elements the analysis reads (the tree path takes whatever it does not vouch for);
 //! - [`detect`]: is the guest Windows, and on what evidence;
 //! - [`rules`]: vhost-user NICs, their models, guest memory, libvirt releases;
 //! - [`rewrite`]: byte-range edits spliced into the original text;
@@ -15,6 +17,7 @@
 //! keeps it so).
 
 pub(crate) mod analysis;
+mod bytes;
 pub(crate) mod detect;
 pub(crate) mod escape;
 pub(crate) mod findings;
@@ -22,4 +25,5 @@ pub(crate) mod parse;
 pub mod report;
 pub(crate) mod rewrite;
 pub(crate) mod rules;
+mod scan;
 mod xml;

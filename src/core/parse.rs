@@ -6,6 +6,7 @@
 //! so an entity bomb never expands. Every error carries a `line:col` position
 //! (1-based, columns in characters) where one exists.
 
+use super::bytes;
 use std::fmt;
 
 /// Bounds applied to every input before and while it is parsed.
@@ -61,11 +62,8 @@ impl Pos {
     /// Position of byte offset `at` in `text` (which must be a char boundary).
     pub(crate) fn of(text: &str, at: usize) -> Pos {
         let before = &text.as_bytes()[..at.min(text.len())];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
+        let line = bytes::count(b'\n', before) + 1;
+        let line_start = bytes::rfind(b'\n', before).map_or(0, |i| i + 1);
         let mut col = String::from_utf8_lossy(&before[line_start..])
             .chars()
             .count()
@@ -105,9 +103,9 @@ impl<'a> PosCursor<'a> {
             return Pos::of(self.text, to);
         }
         let span = &self.text.as_bytes()[self.at..to];
-        let newlines = memchr::memchr_iter(b'\n', span).count();
+        let newlines = bytes::count(b'\n', span);
         if newlines > 0 {
-            let last = memchr::memrchr(b'\n', span).unwrap_or(0);
+            let last = bytes::rfind(b'\n', span).unwrap_or(0);
             let tail = &self.text[self.at + last + 1..to];
             self.pos.line = self
                 .pos
@@ -247,7 +245,7 @@ fn qname(text: &str, node: roxmltree::Node) -> String {
 }
 
 /// roxmltree ignores the declared encoding; we only take UTF-8 (and its ASCII subset).
-fn check_declared_encoding(text: &str) -> Result<(), InputError> {
+pub(crate) fn check_declared_encoding(text: &str) -> Result<(), InputError> {
     let start = if text.starts_with('\u{feff}') { 3 } else { 0 };
     let body = &text[start..];
     if !body.starts_with("<?xml") {

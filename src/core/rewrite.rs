@@ -6,7 +6,8 @@
 //! shows exactly the changed lines.
 
 use super::rules::{ModelSlot, VhostUserNic};
-use std::io::{self, Write};
+use super::xml::Element;
+use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
 /// Replace `range` of the input with `with`.
@@ -23,10 +24,14 @@ pub struct Edit {
 /// * no `<model>`: a new `<model type='virtio'/>` goes after the last child
 ///   element, preceded by the same whitespace (line ending and indentation) that
 ///   precedes that child, so it sits on its own line like its siblings.
-pub(crate) fn model_edit(text: &str, nic: &VhostUserNic, target: &str) -> Edit {
+pub(crate) fn model_edit<'a, E: Element<'a>>(
+    text: &str,
+    nic: &VhostUserNic<'a, E>,
+    target: &str,
+) -> Edit {
     match nic.slot {
         ModelSlot::Typed(attr) => Edit {
-            range: attr.range_value(),
+            range: attr.value_range(),
             with: target.to_string(),
         },
         ModelSlot::NoType(model) => {
@@ -46,15 +51,14 @@ fn tag_name_len(text: &str, from: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn insert_model(text: &str, iface: roxmltree::Node, target: &str) -> Edit {
+fn insert_model<'a>(text: &str, iface: impl Element<'a>, target: &str) -> Edit {
     let element = format!("<model type='{target}'/>");
-    if let Some(last) = iface.children().rfind(|c| c.is_element()) {
-        let lead = last
-            .prev_sibling()
-            .filter(|p| p.is_text())
-            .map(|p| &text[p.range()])
-            .filter(|s| s.chars().all(char::is_whitespace))
-            .unwrap_or("");
+    if let Some((last, lead)) = iface.last_element() {
+        let lead = if lead.chars().all(char::is_whitespace) {
+            lead
+        } else {
+            ""
+        };
         let at = last.range().end;
         return Edit {
             range: at..at,
@@ -92,15 +96,30 @@ pub fn apply(text: &str, edits: &[Edit]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Streams `text` with `edits` applied into `w`, without building a copy.
+/// Streams `text` with `edits` applied into `w`, without building a copy:
+/// the pieces go out in vectored writes (on a file or a pipe, one `writev`
+/// for up to 1024 pieces).
 pub fn write_edited<W: Write>(w: &mut W, text: &str, edits: &[Edit]) -> io::Result<()> {
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::with_capacity(2 * edits.len() + 1);
     let mut at = 0;
     for e in edits {
-        w.write_all(&text.as_bytes()[at..e.range.start])?;
-        w.write_all(e.with.as_bytes())?;
+        pieces.push(IoSlice::new(&bytes[at..e.range.start]));
+        pieces.push(IoSlice::new(e.with.as_bytes()));
         at = e.range.end;
     }
-    w.write_all(&text.as_bytes()[at..])
+    pieces.push(IoSlice::new(&bytes[at..]));
+    pieces.retain(|p| !p.is_empty());
+    let mut rest = &mut pieces[..];
+    while !rest.is_empty() {
+        match w.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

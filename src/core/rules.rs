@@ -15,8 +15,7 @@
 //! This module only reads the tree; it neither decides policy nor touches files.
 
 use super::parse::{Pos, PosCursor};
-use super::xml::{child, is_named};
-use roxmltree::Node;
+use super::xml::{child, is_named, Attr, Element};
 use serde::{Deserialize, Serialize};
 
 /// Models libvirt accepts on a vhost-user NIC (compared case-insensitively, as libvirt does).
@@ -185,32 +184,32 @@ impl std::fmt::Display for NicSource {
 
 /// The `<model>` of a NIC as found.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum ModelSlot<'a, 'i> {
+pub(crate) enum ModelSlot<'a, E> {
     /// No `<model>` element.
     Missing,
     /// `<model>` without a `type` attribute.
-    NoType(Node<'a, 'i>),
+    NoType(E),
     /// `<model type='...'>`: its `type` attribute.
-    Typed(roxmltree::Attribute<'a, 'i>),
+    Typed(Attr<'a>),
 }
 
 /// A vhost-user interface found in the document.
 #[derive(Debug, Clone)]
-pub(crate) struct VhostUserNic<'a, 'i> {
-    pub(crate) node: Node<'a, 'i>,
+pub(crate) struct VhostUserNic<'a, E> {
+    pub(crate) node: E,
     /// Position among all `<interface>` devices (0-based, the order of `virsh domiflist`).
     pub(crate) index: usize,
     pub(crate) mac: Option<String>,
     pub(crate) source: NicSource,
-    pub(crate) slot: ModelSlot<'a, 'i>,
+    pub(crate) slot: ModelSlot<'a, E>,
     pub(crate) pos: Pos,
 }
 
-impl VhostUserNic<'_, '_> {
+impl<'a, E: Element<'a>> VhostUserNic<'a, E> {
     /// The model as written, if any.
     pub(crate) fn model(&self) -> Option<&str> {
         match self.slot {
-            ModelSlot::Typed(a) => Some(a.value()),
+            ModelSlot::Typed(a) => Some(a.value),
             _ => None,
         }
     }
@@ -227,13 +226,13 @@ impl VhostUserNic<'_, '_> {
 }
 
 /// The interfaces of a document: the root itself for device XML, else `/domain/devices/interface`.
-pub(crate) fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
+pub(crate) fn interfaces<'a, E: Element<'a>>(root: E) -> Vec<E> {
     if is_named(root, "interface") {
         return vec![root];
     }
     match child(root, "devices") {
         Some(devices) => devices
-            .children()
+            .elements()
             .filter(|c| is_named(*c, "interface"))
             .collect(),
         None => Vec::new(),
@@ -241,8 +240,8 @@ pub(crate) fn interfaces<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
 }
 
 /// Every `<interface type='vhostuser'>`, in document order.
-pub(crate) fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a, 'i>> {
-    let mut cursor = PosCursor::new(root.document().input_text());
+pub(crate) fn vhostuser_nics<'a, E: Element<'a>>(root: E) -> Vec<VhostUserNic<'a, E>> {
+    let mut cursor = PosCursor::new(root.input());
     interfaces(root)
         .into_iter()
         .enumerate()
@@ -270,7 +269,7 @@ pub(crate) fn vhostuser_nics<'a, 'i>(root: Node<'a, 'i>) -> Vec<VhostUserNic<'a,
             };
             let slot = match child(node, "model") {
                 None => ModelSlot::Missing,
-                Some(m) => match m.attribute_node("type") {
+                Some(m) => match m.attribute_at("type") {
                     Some(a) => ModelSlot::Typed(a),
                     None => ModelSlot::NoType(m),
                 },
@@ -310,11 +309,14 @@ pub struct MemorySharing {
 /// libvirt from 11.2 no longer counts memfd's default: it wants
 /// `<access mode='shared'/>` (measured on 11.3). On an unknown release memfd
 /// without it counts as shared, with `memfd_default` set so callers can warn.
-pub(crate) fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
+pub(crate) fn memory_sharing<'a>(
+    domain: impl Element<'a>,
+    libvirt: Option<LibvirtVersion>,
+) -> MemorySharing {
     let default = backing_sharing(domain, libvirt);
-    let cells: Vec<Node> = child(domain, "cpu")
+    let cells: Vec<_> = child(domain, "cpu")
         .and_then(|c| child(c, "numa"))
-        .map(|n| n.children().filter(|c| is_named(*c, "cell")).collect())
+        .map(|n| n.elements().filter(|c| is_named(*c, "cell")).collect())
         .unwrap_or_default();
     if cells.is_empty() {
         return default;
@@ -357,7 +359,7 @@ pub(crate) fn memory_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> M
 }
 
 /// What `<memoryBacking>` alone says (the default of every NUMA cell).
-fn backing_sharing(domain: Node, libvirt: Option<LibvirtVersion>) -> MemorySharing {
+fn backing_sharing<'a>(domain: impl Element<'a>, libvirt: Option<LibvirtVersion>) -> MemorySharing {
     let strict = libvirt.is_some_and(LibvirtVersion::enforces_shared_memory);
     let backing = child(domain, "memoryBacking");
     let access = backing
