@@ -172,6 +172,39 @@ libvirtd_start_again() {
   return 0
 }
 
+# hook_config TEXT: make /etc/vhostfix/vhostfix.toml hold TEXT. That is the
+# file the hook reads under libvirtd, which runs hooks with a cleared
+# environment (no VHOSTFIX_CONFIG). What was there before (a file, or nothing,
+# and /etc/vhostfix itself) is put back by hook_config_restore, which runs on
+# exit too, also on failure.
+HOOK_CONF=/etc/vhostfix/vhostfix.toml
+HOOK_CONF_SAVED=
+hook_config() {
+  if [ -z "$HOOK_CONF_SAVED" ]; then
+    HOOK_CONF_SAVED=$T_TMP/hook-config.saved
+    rm -rf "$HOOK_CONF_SAVED"
+    mkdir -p "$HOOK_CONF_SAVED"
+    if [ -e "$HOOK_CONF" ] || [ -L "$HOOK_CONF" ]; then
+      cp -a "$HOOK_CONF" "$HOOK_CONF_SAVED/file"
+    fi
+    [ -d "${HOOK_CONF%/*}" ] || : >"$HOOK_CONF_SAVED/no-dir"
+    on_exit hook_config_restore
+  fi
+  mkdir -p "${HOOK_CONF%/*}"
+  printf '%s\n' "$1" >"$HOOK_CONF"
+}
+hook_config_restore() {
+  [ -n "$HOOK_CONF_SAVED" ] || return 0
+  rm -f "$HOOK_CONF"
+  if [ -e "$HOOK_CONF_SAVED/file" ] || [ -L "$HOOK_CONF_SAVED/file" ]; then
+    cp -a "$HOOK_CONF_SAVED/file" "$HOOK_CONF"
+  elif [ -e "$HOOK_CONF_SAVED/no-dir" ]; then
+    rmdir "${HOOK_CONF%/*}" 2>/dev/null
+  fi
+  rm -rf "$HOOK_CONF_SAVED"
+  HOOK_CONF_SAVED=
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {
