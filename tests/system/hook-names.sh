@@ -5,7 +5,8 @@
 #
 #  1. libvirt runs qemu.d/ scripts as `NAME OP SUBOP EXTRA`; domains named
 #     `--guests=any`, `--`, `-x`, `--version`, `--help` are names to the hook:
-#     a violating guest (vhost-user, memory not shared) is refused with its name,
+#     a violating guest (vhost-user in client mode, its socket missing: refused
+#     by default) is refused with its name,
 #     and a guest named `--help` goes through start, save and restore (restore
 #     begin takes the hook's stdout as the new XML: it must stay empty).
 #  2. A name with a newline (and with an escape, where libvirt takes one) is
@@ -91,7 +92,7 @@ probe() {
   local u out
   u=$(uuid_of 15)
   sed -e "s|<name>[^<]*</name>|<name>vhostfix-t-names-probe</name><uuid>$u</uuid>|" \
-    "$FIX/vhu-unshared.xml" >"$T_TMP/probe.xml"
+    "$FIX/vhu-client-missing.xml" >"$T_TMP/probe.xml"
   out=$(vt 60 create "$T_TMP/probe.xml" 2>&1)
   drop_uuid "$u"
   case $out in *"vhostfix refused"*) return 0 ;; *) return 1 ;; esac
@@ -122,15 +123,15 @@ define_named() {
 i=0
 for name in --guests=any -- -x --version --help; do
   i=$((i + 1))
-  if ! define_named "$i" "$name" "$FIX/vhu-unshared.xml"; then
+  if ! define_named "$i" "$name" "$FIX/vhu-client-missing.xml"; then
     t_fail "define a guest named '$name'" "$(cat "$T_TMP/define-$i.out")"
     continue
   fi
   t_eq "libvirt keeps the name '$name'" "$name" "$(v domname "$U")"
   out=$(vt 60 start "$U" 2>&1)
-  t_eq "'$name' (memory not shared): start is refused" "shut off" "$(v domstate "$U" 2>&1)"
+  t_eq "'$name' (client socket missing): start is refused" "shut off" "$(v domstate "$U" 2>&1)"
   t_contains "'$name': virsh shows the hook's refusal with the name" "$out" \
-    "vhostfix refused to start domain '$name': vhost-user nic 0 (52:54:00:5a:02:01)"
+    "vhostfix refused to start domain '$name': vhost-user nic 0 (52:54:00:5a:03:01)"
   t_not_contains "'$name': no usage error or help text reached libvirt" "$out" "Usage:"
   wait_for "hook_log | grep -qF \"domain='$name' op=prepare/begin\"" 5
   t_contains "'$name': the log names the domain and the decision" \
@@ -158,7 +159,7 @@ rm -f "$SAVE"
 # --- 2. control characters in names -------------------------------------------
 i=$((i + 1))
 NL_NAME=$'vhostfix-t-names-nl\nvhostfix: info: domain=\'x\' action=allow'
-if define_named "$i" "$NL_NAME" "$FIX/vhu-unshared.xml"; then
+if define_named "$i" "$NL_NAME" "$FIX/vhu-client-missing.xml"; then
   out=$(vt 60 start "$U" 2>&1)
   t_contains "a name with a newline: refused, the name escaped in the message" "$out" \
     "vhostfix refused to start domain 'vhostfix-t-names-nl\\nvhostfix: info: domain=\\'x\\' action=allow'"
@@ -176,7 +177,7 @@ drop_uuid "$(uuid_of "$i")"
 # Tab, NEL (U+0085) and a right-to-left override (U+202E): libvirt 9.0 takes them.
 i=$((i + 1))
 CTL_NAME=$'vhostfix-t-names-ctl\tb\xc2\x85c\xe2\x80\xaed'
-if define_named "$i" "$CTL_NAME" "$FIX/vhu-unshared.xml"; then
+if define_named "$i" "$CTL_NAME" "$FIX/vhu-client-missing.xml"; then
   out=$(vt 60 start "$U" 2>&1)
   t_contains "a name with tab, NEL, RLO: refused, escaped in the message" "$out" \
     "vhostfix refused to start domain 'vhostfix-t-names-ctl\\tb\\u{85}c\\u{202e}d': vhost-user nic 0"
