@@ -139,6 +139,38 @@ t_contains "prometheus: findings by severity" "$prom" "vhostfix_audit_findings{d
 t_contains "prometheus: typed" "$prom" "# TYPE vhostfix_audit_domains gauge"
 t_eq "prometheus: no temporary file left" "vhostfix.prom" "$(ls -A "$D/textfile")"
 
+# --- 2b. --next-start: what the hook will do at each defined guest's next start ----
+# (libvirt-hooks prints this at install.) Only the inactive XML counts; by
+# default a missing client socket is refused, unshared memory only warned about.
+others=$("${VD[@]}" list --all --name | grep -c -v -e "^$P-" -e '^$')
+"$VHOSTFIX" --config "$D/empty.toml" audit --next-start >"$D/next" 2>"$D/err"
+t_eq "audit --next-start exits 3 (the hook will refuse a guest)" 3 "$?"
+next=$(cat "$D/next")
+t_contains "drift's next boot: refused for its missing client socket, with the setting" \
+  "$(grep "^refuse '$P-drift': " <<<"$next")" \
+  "socket /run/vhostfix-t-audit/missing.sock does not exist, so QEMU would fail to connect; fix: start the backend (e.g. create the OVS dpdkvhostuser port) first, or add <reconnect enabled='yes' timeout='10'/> to the <source>; to let it start anyway: [hook.checks] client_socket = \"warn\""
+t_contains "drift's next boot: a warning for its unshared memory, with the setting" \
+  "$(grep "^warn '$P-drift': " <<<"$next")" \
+  "needs shared guest memory, but memory is not shared (no <memoryBacking> access or memfd source), so the backend cannot map it and the NIC would stay dead"
+t_contains "... it starts all the same" "$(grep "^warn '$P-drift': " <<<"$next")" \
+  "; it starts all the same (logged); to refuse such a start: [hook.checks] shared_memory = \"deny\""
+t_eq "win-unshared: one warning" 1 "$(grep -c "^warn '$P-win-unshared': .*shared_memory = \"deny\"$" <<<"$next")"
+t_eq "no line for linux, win-ok or win-memfd" "" "$(grep -e "'$P-linux'" -e "'$P-win-ok'" -e "'$P-win-memfd'" <<<"$next")"
+t_eq "two lines for drift (its next boot; the live XML is not judged)" 2 "$(grep -c "'$P-drift'" <<<"$next")"
+if [ "$others" = 0 ]; then
+  t_eq "the summary counts guests, not findings" \
+    "at their next start the hook will refuse 1 and warn about 2 of 5 defined guests" "$(tail -n 1 <<<"$next")"
+else
+  t_contains "the summary line ends the list" "$(tail -n 1 <<<"$next")" "at their next start the hook will refuse "
+  t_log "$others other domains are defined here: the summary's numbers are not checked"
+fi
+t_eq "nothing on stderr" "" "$(cat "$D/err")"
+"$VHOSTFIX" --config "$D/deny.toml" audit --next-start >"$D/next" 2>"$D/err"
+t_eq "with shared_memory = \"deny\": exit 3" 3 "$?"
+t_contains "... win-unshared will be refused, and the setting that lets it start is named" \
+  "$(grep "^refuse '$P-win-unshared': " <<<"$(cat "$D/next")")" "; to let it start anyway: [hook.checks] shared_memory = \"warn\""
+t_eq "... no warning left" "" "$(grep "^warn '$P-" "$D/next")"
+
 # --- 3. exit codes: all compliant, and an error -----------------------------------
 for n in win-memfd win-unshared drift; do undefine "$P-$n"; done
 "$VHOSTFIX" audit --json >"$D/json2" 2>&1
@@ -197,8 +229,10 @@ fi
 # The hook reads the libvirt.so its parent has mapped. A Python that imported
 # libvirt maps the same library libvirtd does; one that did not maps none.
 : >"$D/empty.toml"
+# Unshared memory only warns by default: the refusal's text needs "deny".
+printf '[hook.checks]\nshared_memory = "deny"\n' >"$D/deny.toml"
 hook_from_python() {
-  /usr/bin/python3 - "$VHOSTFIX" "$D/win-unshared.xml" "$D/empty.toml" "$1" <<'PY'
+  /usr/bin/python3 - "$VHOSTFIX" "$D/win-unshared.xml" "$D/${2:-deny}.toml" "$1" <<'PY'
 import os, subprocess, sys
 if sys.argv[4] == "with-libvirt":
     import libvirt  # noqa: F401  (maps libvirt.so.0.MAJOR*1000+MINOR.MICRO)
@@ -219,6 +253,10 @@ case $libver in
 esac
 out=$(hook_from_python without-libvirt)
 t_not_contains "hook whose parent maps no libvirt: advice for every release" "$out" "(or <source type='memfd'/>)"
+out=$(hook_from_python with-libvirt empty)
+t_eq "by default the hook lets it start (exit 0)" 0 "${out%% *}"
+t_contains "... with a warning" "$out" "domain='w' prepare/begin: vhost-user nic 0"
+t_contains "... as a warning" "$out" "(action warn)"
 
 # --- 6. the README's example is this output ----------------------------------------
 README=$REPO/README.md
