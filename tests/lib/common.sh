@@ -172,37 +172,44 @@ libvirtd_start_again() {
   return 0
 }
 
-# hook_config TEXT: make /etc/vhostfix/vhostfix.toml hold TEXT. That is the
-# file the hook reads under libvirtd, which runs hooks with a cleared
-# environment (no VHOSTFIX_CONFIG). What was there before (a file, or nothing,
-# and /etc/vhostfix itself) is put back by hook_config_restore, which runs on
-# exit too, also on failure.
+# hook_config TEXT [ROOT]: make /etc/vhostfix/vhostfix.toml (under ROOT, a
+# chroot, if given) hold TEXT. That is the file the hook reads under libvirtd,
+# which runs hooks with a cleared environment (no VHOSTFIX_CONFIG). What was
+# there before (a file, or nothing, and /etc/vhostfix itself) is put back by
+# hook_config_restore, which runs on exit too, also on failure. One file at a
+# time: restore before writing under another ROOT.
 HOOK_CONF=/etc/vhostfix/vhostfix.toml
 HOOK_CONF_SAVED=
+HOOK_CONF_AT=
 hook_config() {
   if [ -z "$HOOK_CONF_SAVED" ]; then
+    HOOK_CONF_AT=${2:-}$HOOK_CONF
     HOOK_CONF_SAVED=$T_TMP/hook-config.saved
     rm -rf "$HOOK_CONF_SAVED"
     mkdir -p "$HOOK_CONF_SAVED"
-    if [ -e "$HOOK_CONF" ] || [ -L "$HOOK_CONF" ]; then
-      cp -a "$HOOK_CONF" "$HOOK_CONF_SAVED/file"
+    if [ -e "$HOOK_CONF_AT" ] || [ -L "$HOOK_CONF_AT" ]; then
+      cp -a "$HOOK_CONF_AT" "$HOOK_CONF_SAVED/file"
     fi
-    [ -d "${HOOK_CONF%/*}" ] || : >"$HOOK_CONF_SAVED/no-dir"
+    [ -d "${HOOK_CONF_AT%/*}" ] || : >"$HOOK_CONF_SAVED/no-dir"
     on_exit hook_config_restore
+  elif [ "$HOOK_CONF_AT" != "${2:-}$HOOK_CONF" ]; then
+    t_log "hook_config: $HOOK_CONF_AT is not restored yet"
+    return 1
   fi
-  mkdir -p "${HOOK_CONF%/*}"
-  printf '%s\n' "$1" >"$HOOK_CONF"
+  mkdir -p "${HOOK_CONF_AT%/*}"
+  printf '%s\n' "$1" >"$HOOK_CONF_AT"
 }
 hook_config_restore() {
   [ -n "$HOOK_CONF_SAVED" ] || return 0
-  rm -f "$HOOK_CONF"
+  rm -f "$HOOK_CONF_AT"
   if [ -e "$HOOK_CONF_SAVED/file" ] || [ -L "$HOOK_CONF_SAVED/file" ]; then
-    cp -a "$HOOK_CONF_SAVED/file" "$HOOK_CONF"
+    cp -a "$HOOK_CONF_SAVED/file" "$HOOK_CONF_AT"
   elif [ -e "$HOOK_CONF_SAVED/no-dir" ]; then
-    rmdir "${HOOK_CONF%/*}" 2>/dev/null
+    rmdir "${HOOK_CONF_AT%/*}" 2>/dev/null
   fi
   rm -rf "$HOOK_CONF_SAVED"
   HOOK_CONF_SAVED=
+  return 0
 }
 
 # Define-or-create helpers that always clean up after themselves.
