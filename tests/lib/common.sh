@@ -212,6 +212,32 @@ hook_config_restore() {
   return 0
 }
 
+# doc_example DESC FILE MARKER TEXT: FILE (README.md and the like) shows TEXT
+# in a ``` block between "<!-- MARKER: begin -->" and "<!-- MARKER: end -->".
+# With VHOSTFIX_BLESS set, the block is rewritten first; the check fails when
+# they differ, so an example in the docs is always what a test printed.
+doc_example() {
+  local desc=$1 file=$2 marker=$3 text=$4 shown
+  if [ -n "${VHOSTFIX_BLESS:-}" ]; then
+    if python3 - "$file" "$marker" "$text" <<'PY'; then
+import re, sys
+path, marker, text = sys.argv[1:4]
+doc = open(path).read()
+begin, end = "<!-- %s: begin -->" % marker, "<!-- %s: end -->" % marker
+block = begin + "\n```\n" + text + "\n```\n" + end
+new, n = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, doc, flags=re.S)
+if n != 1:
+    sys.exit("%s: no %s markers" % (path, marker))
+open(path, "w").write(new)
+PY
+      t_log "$file: the $marker example rewritten (VHOSTFIX_BLESS)"
+    fi
+  fi
+  shown=$(awk -v b="<!-- $marker: begin -->" -v e="<!-- $marker: end -->" \
+    '$0 == b {on=1; next} $0 == e {on=0} on' "$file" | sed -e '1d' -e '$d')
+  t_eq "$desc (VHOSTFIX_BLESS=1 rewrites it)" "$text" "$shown"
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {

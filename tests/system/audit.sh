@@ -259,21 +259,8 @@ t_contains "... with a warning" "$out" "domain='w' prepare/begin: vhost-user nic
 t_contains "... as a warning" "$out" "(action warn)"
 
 # --- 6. the README's example is this output ----------------------------------------
-README=$REPO/README.md
-shown=$(ours <"$D/table")
-if [ -n "${VHOSTFIX_BLESS:-}" ]; then
-  python3 - "$README" "$shown" <<'PY'
-import re, sys
-path, shown = sys.argv[1], sys.argv[2]
-text = open(path).read()
-block = "<!-- audit-output: begin -->\n```\n$ vhostfix audit\n" + shown + "\n```\n<!-- audit-output: end -->"
-new, n = re.subn(r"<!-- audit-output: begin -->.*?<!-- audit-output: end -->", lambda m: block, text, flags=re.S)
-assert n == 1, "README.md has no audit-output markers"
-open(path, "w").write(new)
-PY
-  t_log "README.md audit example rewritten (VHOSTFIX_BLESS)"
-fi
-in_readme=$(awk '/<!-- audit-output: begin -->/ {on=1; next} /<!-- audit-output: end -->/ {on=0} on' "$README" | sed -e '1,2d' -e '$d')
-t_eq "README's audit example is what audit prints (VHOSTFIX_BLESS=1 rewrites it)" "$shown" "$in_readme"
+doc_example "README's audit example is what audit prints" "$REPO/README.md" audit-output \
+  "$ vhostfix audit
+$(ours <"$D/table")"
 
 t_done
