@@ -10,7 +10,8 @@
 # purge take away exactly what the package added, and a foreign
 # /etc/libvirt/hooks/qemu is never touched. The install example in README.md
 # and packaging/INSTALL.md is this suite's output: VHOSTFIX_BLESS=1 rewrites
-# it, otherwise the suite fails when they differ. Root; leaves the machine as it found it.
+# it, otherwise the suite fails when they differ. Root; leaves the machine as
+# it found it.
 source "$(dirname "$0")/../lib/common.sh"
 need_root
 system_lock
