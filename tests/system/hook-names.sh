@@ -12,7 +12,8 @@
 #  2. A name with a newline (and with an escape, where libvirt takes one) is
 #     logged on one line, escaped.
 #  3. `libvirt-hooks status` says whether the running daemon calls the hook,
-#     from the daemon's start time and the hook's change time.
+#     from the daemon's start time and the hook's change time (the system
+#     daemon: a user's libvirtd is not it).
 #
 # Run as root after `cargo build --release` (tests/run-all.sh does both).
 
@@ -44,6 +45,14 @@ OTHERS=$T_TMP/others
 mkdir -p "$OTHERS/qemu.d"
 printf '#!/bin/sh\nexit 0\n' >"$OTHERS/qemu.d/10-site"
 chmod 755 "$OTHERS/qemu.d/10-site"
+# A user's session libvirtd is not the system daemon, even when it is the
+# older one: a stand-in (a process named libvirtd owned by nobody) started
+# before the system daemon may be.
+chmod 0755 "$T_TMP"
+cp /bin/sleep "$T_TMP/libvirtd"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$T_TMP/libvirtd" 900 {T_LOCK_FD}>&- &
+USER_DAEMON=$!
+on_exit "stop_pid $USER_DAEMON"
 sleep 1.1
 libvirt_up || exit 1
 MARK=$(cleanup_mark)
@@ -209,13 +218,18 @@ t_eq "no raw ESC in the hook's log" 0 "$(hook_log | grep -c $'\x1b')"
 
 # --- 3. libvirt-hooks status against the running daemon -----------------------
 status() { VHOSTFIX_HOOKS_DIR=$1 VHOSTFIX_LIBVIRT_VERSION=9.0.0 sh "$HELPER" status 2>&1; }
-pid=$(pgrep -o -x libvirtd)
+# The system daemon (libvirt_up made sure it runs): not a user's session
+# libvirtd, nor a chroot's, whichever is older.
+pid=$(cat /run/libvirtd.pid)
 started=$(($(date +%s) - $(ps -o etimes= -p "$pid" | tr -d ' ')))
 LATE=$T_TMP/late
 mkdir -p "$LATE/qemu.d"
 ln -s /usr/bin/vhostfix "$LATE/qemu.d/50-vhostfix"
 ln -s /usr/bin/vhostfix "$OTHERS/qemu.d/50-vhostfix"
 out=$(status "$LATE")
+t_eq "status: the stand-in for a user's libvirtd runs (pid $USER_DAEMON, uid 65534)" "libvirtd 65534" \
+  "$(ps -o comm=,uid= -p "$USER_DAEMON" | tr -s ' ')"
+t_not_contains "status: ... and is not taken for the system daemon" "$out" "pid $USER_DAEMON"
 t_contains "status: a hook newer than the daemon, no other hook: reload needed" "$out" \
   "libvirtd (pid $pid) was started before the hook existed and only looks for hooks when it starts or reloads: run 'systemctl reload libvirtd' (or 'kill -HUP $pid'; running guests are not affected) so it calls the vhostfix hook"
 t_contains "... and says it does not call the hook now" "$out" \
