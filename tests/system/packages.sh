@@ -264,7 +264,7 @@ guest "$GOOD"
 guest "$WCL" win-client-missing.xml
 guest "$WUN" win-unshared.xml
 t_eq "the three guests are defined" "$GOOD $WCL $WUN" \
-  "$(for d in "$GOOD" "$WCL" "$WUN"; do "${VIRSH[@]}" domname "$d" 2>/dev/null; done | paste -sd' ')"
+  "$("${VIRSH[@]}" list --all --name | grep -x -e "$GOOD" -e "$WCL" -e "$WUN" | sort | paste -sd' ')"
 ndefined=$("${VIRSH[@]}" list --all --name | grep -c .)
 phase "guests defined"
 
