@@ -347,7 +347,10 @@ t_contains "... the hook logged a warning naming the NIC" "$(syslog_lines | grep
 t_contains "... as a warning" "$(syslog_lines | grep -F "domain='$WUN' prepare/begin: ")" "(action warn)"
 t_contains "... and allowed the start" "$(syslog_lines | grep -F "domain='$WUN' op=prepare/begin")" "action=allow"
 
+t0=$(date +%s%N)
 out=$(/usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
+t_log "libvirt-hooks status took $((($(date +%s%N) - t0) / 1000000)) ms, 'vhostfix audit --next-start' alone $(
+  t1=$(date +%s%N); vhostfix audit --next-start >/dev/null 2>&1; echo $((($(date +%s%N) - t1) / 1000000))) ms ($ndefined guests)"
 t_eq "libvirt-hooks status succeeds" 0 "$rc"
 t_eq "libvirt-hooks status lists the same guests and settings as the install" \
   "$(next_start_lines "$INSTALL_OUT")" "$(next_start_lines "$out")"
