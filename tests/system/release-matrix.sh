@@ -384,6 +384,11 @@ package_section() {
     t_log "following postinst's advice: kill -HUP $pid"
     kill -HUP "$pid"; sleep 1; wait_for "${RVIRSH[*]} version" 30
   fi
+  next_start_lines() { grep -e "^vhostfix: refuse '" -e "^vhostfix: warn '" -e "^vhostfix: at their next start" <<<"$1"; }
+  out=$(rin /usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
+  t_eq "$L C: libvirt-hooks status succeeds" 0 "$rc"
+  t_eq "$L C: ... and lists the same guests and settings as the install (nothing defined since)" \
+    "$(next_start_lines "$inst")" "$(next_start_lines "$out")"
   local CL=${P}client
   rcleanup "$CL"
   rv define "$W/client.xml" >/dev/null 2>&1
@@ -413,11 +418,6 @@ package_section() {
     rv destroy "$WUN" >/dev/null 2>&1
     ovs-vsctl --if-exists del-port br-vhu vhurel1
   fi
-  next_start_lines() { grep -e "^vhostfix: refuse '" -e "^vhostfix: warn '" -e "^vhostfix: at their next start" <<<"$1"; }
-  out=$(rin /usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
-  t_eq "$L C: libvirt-hooks status succeeds" 0 "$rc"
-  t_eq "$L C: ... and lists the same guests and settings as the install" \
-    "$(next_start_lines "$inst")" "$(next_start_lines "$out")"
 
   sed -i 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' "$R$CONF"
   edited=$(md5sum <"$R$CONF")
