@@ -172,6 +172,72 @@ libvirtd_start_again() {
   return 0
 }
 
+# hook_config TEXT [ROOT]: make /etc/vhostfix/vhostfix.toml (under ROOT, a
+# chroot, if given) hold TEXT. That is the file the hook reads under libvirtd,
+# which runs hooks with a cleared environment (no VHOSTFIX_CONFIG). What was
+# there before (a file, or nothing, and /etc/vhostfix itself) is put back by
+# hook_config_restore, which runs on exit too, also on failure. One file at a
+# time: restore before writing under another ROOT.
+HOOK_CONF=/etc/vhostfix/vhostfix.toml
+HOOK_CONF_SAVED=
+HOOK_CONF_AT=
+hook_config() {
+  if [ -z "$HOOK_CONF_SAVED" ]; then
+    HOOK_CONF_AT=${2:-}$HOOK_CONF
+    HOOK_CONF_SAVED=$T_TMP/hook-config.saved
+    rm -rf "$HOOK_CONF_SAVED"
+    mkdir -p "$HOOK_CONF_SAVED"
+    if [ -e "$HOOK_CONF_AT" ] || [ -L "$HOOK_CONF_AT" ]; then
+      cp -a "$HOOK_CONF_AT" "$HOOK_CONF_SAVED/file"
+    fi
+    [ -d "${HOOK_CONF_AT%/*}" ] || : >"$HOOK_CONF_SAVED/no-dir"
+    on_exit hook_config_restore
+  elif [ "$HOOK_CONF_AT" != "${2:-}$HOOK_CONF" ]; then
+    t_log "hook_config: $HOOK_CONF_AT is not restored yet"
+    return 1
+  fi
+  mkdir -p "${HOOK_CONF_AT%/*}"
+  printf '%s\n' "$1" >"$HOOK_CONF_AT"
+}
+hook_config_restore() {
+  [ -n "$HOOK_CONF_SAVED" ] || return 0
+  rm -f "$HOOK_CONF_AT"
+  if [ -e "$HOOK_CONF_SAVED/file" ] || [ -L "$HOOK_CONF_SAVED/file" ]; then
+    cp -a "$HOOK_CONF_SAVED/file" "$HOOK_CONF_AT"
+  elif [ -e "$HOOK_CONF_SAVED/no-dir" ]; then
+    rmdir "${HOOK_CONF_AT%/*}" 2>/dev/null
+  fi
+  rm -rf "$HOOK_CONF_SAVED"
+  HOOK_CONF_SAVED=
+  return 0
+}
+
+# doc_example DESC FILE MARKER TEXT: FILE (README.md and the like) shows TEXT
+# in a ``` block between "<!-- MARKER: begin -->" and "<!-- MARKER: end -->".
+# With VHOSTFIX_BLESS set, the block is rewritten first; the check fails when
+# they differ, so an example in the docs is always what a test printed.
+doc_example() {
+  local desc=$1 file=$2 marker=$3 text=$4 shown
+  if [ -n "${VHOSTFIX_BLESS:-}" ]; then
+    if python3 - "$file" "$marker" "$text" <<'PY'; then
+import re, sys
+path, marker, text = sys.argv[1:4]
+doc = open(path).read()
+begin, end = "<!-- %s: begin -->" % marker, "<!-- %s: end -->" % marker
+block = begin + "\n```\n" + text + "\n```\n" + end
+new, n = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, doc, flags=re.S)
+if n != 1:
+    sys.exit("%s: no %s markers" % (path, marker))
+open(path, "w").write(new)
+PY
+      t_log "$file: the $marker example rewritten (VHOSTFIX_BLESS)"
+    fi
+  fi
+  shown=$(awk -v b="<!-- $marker: begin -->" -v e="<!-- $marker: end -->" \
+    '$0 == b {on=1; next} $0 == e {on=0} on' "$file" | sed -e '1d' -e '$d')
+  t_eq "$desc (VHOSTFIX_BLESS=1 rewrites it)" "$text" "$shown"
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {

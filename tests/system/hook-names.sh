@@ -5,13 +5,15 @@
 #
 #  1. libvirt runs qemu.d/ scripts as `NAME OP SUBOP EXTRA`; domains named
 #     `--guests=any`, `--`, `-x`, `--version`, `--help` are names to the hook:
-#     a violating guest (vhost-user, memory not shared) is refused with its name,
+#     a violating guest (vhost-user in client mode, its socket missing: refused
+#     by default) is refused with its name,
 #     and a guest named `--help` goes through start, save and restore (restore
 #     begin takes the hook's stdout as the new XML: it must stay empty).
 #  2. A name with a newline (and with an escape, where libvirt takes one) is
 #     logged on one line, escaped.
 #  3. `libvirt-hooks status` says whether the running daemon calls the hook,
-#     from the daemon's start time and the hook's change time.
+#     from the daemon's start time and the hook's change time (the system
+#     daemon: a user's libvirtd is not it).
 #
 # Run as root after `cargo build --release` (tests/run-all.sh does both).
 
@@ -43,6 +45,14 @@ OTHERS=$T_TMP/others
 mkdir -p "$OTHERS/qemu.d"
 printf '#!/bin/sh\nexit 0\n' >"$OTHERS/qemu.d/10-site"
 chmod 755 "$OTHERS/qemu.d/10-site"
+# A user's session libvirtd is not the system daemon, even when it is the
+# older one: a stand-in (a process named libvirtd owned by nobody) started
+# before the system daemon may be.
+chmod 0755 "$T_TMP"
+cp /bin/sleep "$T_TMP/libvirtd"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$T_TMP/libvirtd" 900 {T_LOCK_FD}>&- &
+USER_DAEMON=$!
+on_exit "stop_pid $USER_DAEMON"
 sleep 1.1
 libvirt_up || exit 1
 MARK=$(cleanup_mark)
@@ -91,7 +101,7 @@ probe() {
   local u out
   u=$(uuid_of 15)
   sed -e "s|<name>[^<]*</name>|<name>vhostfix-t-names-probe</name><uuid>$u</uuid>|" \
-    "$FIX/vhu-unshared.xml" >"$T_TMP/probe.xml"
+    "$FIX/vhu-client-missing.xml" >"$T_TMP/probe.xml"
   out=$(vt 60 create "$T_TMP/probe.xml" 2>&1)
   drop_uuid "$u"
   case $out in *"vhostfix refused"*) return 0 ;; *) return 1 ;; esac
@@ -122,15 +132,15 @@ define_named() {
 i=0
 for name in --guests=any -- -x --version --help; do
   i=$((i + 1))
-  if ! define_named "$i" "$name" "$FIX/vhu-unshared.xml"; then
+  if ! define_named "$i" "$name" "$FIX/vhu-client-missing.xml"; then
     t_fail "define a guest named '$name'" "$(cat "$T_TMP/define-$i.out")"
     continue
   fi
   t_eq "libvirt keeps the name '$name'" "$name" "$(v domname "$U")"
   out=$(vt 60 start "$U" 2>&1)
-  t_eq "'$name' (memory not shared): start is refused" "shut off" "$(v domstate "$U" 2>&1)"
+  t_eq "'$name' (client socket missing): start is refused" "shut off" "$(v domstate "$U" 2>&1)"
   t_contains "'$name': virsh shows the hook's refusal with the name" "$out" \
-    "vhostfix refused to start domain '$name': vhost-user nic 0 (52:54:00:5a:02:01)"
+    "vhostfix refused to start domain '$name': vhost-user nic 0 (52:54:00:5a:03:01)"
   t_not_contains "'$name': no usage error or help text reached libvirt" "$out" "Usage:"
   wait_for "hook_log | grep -qF \"domain='$name' op=prepare/begin\"" 5
   t_contains "'$name': the log names the domain and the decision" \
@@ -158,7 +168,7 @@ rm -f "$SAVE"
 # --- 2. control characters in names -------------------------------------------
 i=$((i + 1))
 NL_NAME=$'vhostfix-t-names-nl\nvhostfix: info: domain=\'x\' action=allow'
-if define_named "$i" "$NL_NAME" "$FIX/vhu-unshared.xml"; then
+if define_named "$i" "$NL_NAME" "$FIX/vhu-client-missing.xml"; then
   out=$(vt 60 start "$U" 2>&1)
   t_contains "a name with a newline: refused, the name escaped in the message" "$out" \
     "vhostfix refused to start domain 'vhostfix-t-names-nl\\nvhostfix: info: domain=\\'x\\' action=allow'"
@@ -176,7 +186,7 @@ drop_uuid "$(uuid_of "$i")"
 # Tab, NEL (U+0085) and a right-to-left override (U+202E): libvirt 9.0 takes them.
 i=$((i + 1))
 CTL_NAME=$'vhostfix-t-names-ctl\tb\xc2\x85c\xe2\x80\xaed'
-if define_named "$i" "$CTL_NAME" "$FIX/vhu-unshared.xml"; then
+if define_named "$i" "$CTL_NAME" "$FIX/vhu-client-missing.xml"; then
   out=$(vt 60 start "$U" 2>&1)
   t_contains "a name with tab, NEL, RLO: refused, escaped in the message" "$out" \
     "vhostfix refused to start domain 'vhostfix-t-names-ctl\\tb\\u{85}c\\u{202e}d': vhost-user nic 0"
@@ -208,13 +218,18 @@ t_eq "no raw ESC in the hook's log" 0 "$(hook_log | grep -c $'\x1b')"
 
 # --- 3. libvirt-hooks status against the running daemon -----------------------
 status() { VHOSTFIX_HOOKS_DIR=$1 VHOSTFIX_LIBVIRT_VERSION=9.0.0 sh "$HELPER" status 2>&1; }
-pid=$(pgrep -o -x libvirtd)
+# The system daemon (libvirt_up made sure it runs): not a user's session
+# libvirtd, nor a chroot's, whichever is older.
+pid=$(cat /run/libvirtd.pid)
 started=$(($(date +%s) - $(ps -o etimes= -p "$pid" | tr -d ' ')))
 LATE=$T_TMP/late
 mkdir -p "$LATE/qemu.d"
 ln -s /usr/bin/vhostfix "$LATE/qemu.d/50-vhostfix"
 ln -s /usr/bin/vhostfix "$OTHERS/qemu.d/50-vhostfix"
 out=$(status "$LATE")
+t_eq "status: the stand-in for a user's libvirtd runs (pid $USER_DAEMON, uid 65534)" "libvirtd 65534" \
+  "$(ps -o comm=,uid= -p "$USER_DAEMON" | tr -s ' ')"
+t_not_contains "status: ... and is not taken for the system daemon" "$out" "pid $USER_DAEMON"
 t_contains "status: a hook newer than the daemon, no other hook: reload needed" "$out" \
   "libvirtd (pid $pid) was started before the hook existed and only looks for hooks when it starts or reloads: run 'systemctl reload libvirtd' (or 'kill -HUP $pid'; running guests are not affected) so it calls the vhostfix hook"
 t_contains "... and says it does not call the hook now" "$out" \

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The .deb and .rpm: built as packaging/INSTALL.md says, inspected (paths,
 # modes, conffile, scripts, requirements), then the .deb installed on this
-# machine with dpkg and proven against the real libvirtd: the packaged hook
-# runs and logs, refuses a violating domain at `virsh start`, upgrades keep the
-# hook and the operator's configuration, removal and purge take away exactly
-# what the package added, and a foreign /etc/libvirt/hooks/qemu is never
-# touched. Root; leaves the machine as it found it.
+# machine with dpkg and proven against the real libvirtd: the install lists the
+# defined guests the hook will refuse or warn about at their next start (and
+# says so in one line, quickly, when libvirtd hangs), the packaged hook runs
+# and logs, refuses a violating domain at `virsh start` and lets a guest with
+# unshared memory start as before (with a warning; "deny" is one setting
+# away), upgrades keep the hook and the operator's configuration, removal and
+# purge take away exactly what the package added, and a foreign
+# /etc/libvirt/hooks/qemu is never touched. The install example in README.md
+# and packaging/INSTALL.md is this suite's output: VHOSTFIX_BLESS=1 rewrites
+# it, otherwise the suite fails when they differ. Root; leaves the machine as
+# it found it.
 source "$(dirname "$0")/../lib/common.sh"
 need_root
 system_lock
@@ -205,10 +211,16 @@ fi
 
 libvirt_up || { t_fail "libvirtd runs"; t_done; exit 1; }
 
-# guest NAME [vhostuser]: a small TCG guest without disk; undefined on exit.
+# guest NAME [FIXTURE]: a small TCG guest without disk (or FIXTURE from
+# tests/system/fixtures, renamed NAME); undefined on exit.
 guest() {
   local nic="<interface type='user'><model type='e1000'/></interface>"
-  [ "${2:-}" = vhostuser ] && nic="<interface type='vhostuser'><source type='unix' path='/run/$1.sock' mode='server'/><model type='virtio'/></interface>"
+  vm_cleanup_on_exit "$1"
+  if [ -n "${2:-}" ]; then
+    sed "s|<name>[^<]*</name>|<name>$1</name>|" "tests/system/fixtures/$2" >"$T_TMP/$1.xml"
+    "${VIRSH[@]}" define "$T_TMP/$1.xml" >/dev/null
+    return
+  fi
   cat >"$T_TMP/$1.xml" <<EOF
 <domain type='qemu'>
   <name>$1</name>
@@ -218,7 +230,6 @@ guest() {
   <devices>$nic</devices>
 </domain>
 EOF
-  vm_cleanup_on_exit "$1"
   "${VIRSH[@]}" define "$T_TMP/$1.xml" >/dev/null
 }
 # starts NAME: start and stop a guest; fails when it does not start.
@@ -240,12 +251,29 @@ follow_advice() {
   sleep 1
   wait_for "${VIRSH[*]} version" 30
 }
+# Defined before the install: a compliant guest; a Windows guest whose
+# client-mode vhost-user socket is missing (the hook refuses it by default);
+# one whose memory is not shared (it starts today, its vhost-user NIC dead:
+# the hook only warns by default). Open vSwitch is its backend: QEMU, the
+# vhost-user server, waits for one before the guest runs.
 GOOD=vhostfix-pkg-good
-BAD=vhostfix-pkg-bad
+WCL=vhostfix-pkg-win-client
+WUN=vhostfix-pkg-win-unshared
+WSOCK=/run/vhu-test/win-unshared.sock
+if ovs_up >"$T_TMP/ovs.out" 2>&1; then t_ok "Open vSwitch with DPDK is up (bridge br-vhu)"; else
+  t_fail "Open vSwitch with DPDK is up (bridge br-vhu)" "$(cat "$T_TMP/ovs.out")"; fi
 guest "$GOOD"
-guest "$BAD" vhostuser
+guest "$WCL" win-client-missing.xml
+guest "$WUN" win-unshared.xml
+t_eq "the three guests are defined" "$GOOD $WCL $WUN" \
+  "$("${VIRSH[@]}" list --all --name | grep -x -e "$GOOD" -e "$WCL" -e "$WUN" | sort | paste -sd' ')"
+ndefined=$("${VIRSH[@]}" list --all --name | grep -c .)
+phase "guests defined"
 
+t0=$(date +%s%N)
 out=$(dpkg -i "$DEB" 2>&1); rc=$?
+t_log "dpkg -i took $((($(date +%s%N) - t0) / 1000000)) ms"
+INSTALL_OUT=$out
 t_eq "dpkg -i succeeds" 0 "$rc"
 t_check "the proxy units are installed but not enabled" \
   sh -c 'test -f /usr/lib/systemd/system/vhostfix-proxy.service && ! test -e /etc/systemd/system/multi-user.target.wants/vhostfix-proxy.service && ! test -e /etc/systemd/system/sockets.target.wants/vhostfix-proxy.socket'
@@ -262,6 +290,38 @@ t_check "the binary is on PATH" /usr/bin/vhostfix --version
 
 t_contains "postinst says libvirtd, started with no qemu hook, must reload to call it" "$out" \
   "was started before the hook existed and only looks for hooks when it starts or reloads"
+
+# What the hook will do at each defined guest's next start, with the setting.
+REFUSE_WCL="vhostfix: refuse '$WCL': vhost-user nic 0 (52:54:00:5a:05:01) is in client mode but the socket /run/vhostfix-t-win/no-such-dir/client.sock does not exist, so QEMU would fail to connect; fix: start the backend (e.g. create the OVS dpdkvhostuser port) first, or add <reconnect enabled='yes' timeout='10'/> to the <source>; to let it start anyway: [hook.checks] client_socket = \"warn\""
+WARN_WUN="vhostfix: warn '$WUN': vhost-user nic 0 (52:54:00:5a:04:01) on socket $WSOCK needs shared guest memory, but memory is not shared (no <memoryBacking> access or memfd source), so the backend cannot map it and the NIC would stay dead; fix: add <memoryBacking><access mode='shared'/></memoryBacking> (or <source type='memfd'/>) to the domain; it starts all the same (logged); to refuse such a start: [hook.checks] shared_memory = \"deny\""
+SUMMARY="vhostfix: at their next start the hook will refuse 1 and warn about 1 of $ndefined defined guests"
+next_start_lines() { grep -e "^vhostfix: refuse '" -e "^vhostfix: warn '" -e "^vhostfix: at their next start" <<<"$1"; }
+t_eq "postinst lists the guest the hook will refuse, with the setting that lets it start" 1 \
+  "$(grep -cxF "$REFUSE_WCL" <<<"$out")"
+t_eq "... and the guest it will only warn about, with the setting that refuses it" 1 \
+  "$(grep -cxF "$WARN_WUN" <<<"$out")"
+t_eq "... nothing about the compliant guest" "" "$(grep -F "'$GOOD'" <<<"$out")"
+t_eq "... and a summary line that counts every defined guest" 1 "$(grep -cxF "$SUMMARY" <<<"$out")"
+t_contains "... and where the settings are" "$out" \
+  "vhostfix: the [hook.checks] settings are in $CONF; 'vhostfix audit --next-start' shows this list again"
+
+# The install example in README.md and packaging/INSTALL.md is this output,
+# with the daemon's pid and start time made constant and dpkg's own lines left
+# out. Other domains defined on this host would show in it: then it is not
+# compared.
+shown=$(grep '^vhostfix: ' <<<"$INSTALL_OUT" | sed -E \
+  -e 's/pid [0-9]+/pid 1234/g' -e 's/-HUP [0-9]+/-HUP 1234/g' \
+  -e 's/started at [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}/started at 2026-12-07 09:14:02/g')
+shown="# dpkg -i vhostfix_<version>-1_amd64.deb
+$shown"
+for doc in README.md packaging/INSTALL.md; do
+  if [ "$ndefined" = 3 ]; then
+    doc_example "$doc: the install example is what dpkg -i printed" "$REPO/$doc" install-output "$shown"
+  else
+    t_log "$((ndefined - 3)) other domains are defined on this host: the install example in $doc is not compared"
+  fi
+done
+
 follow_advice "$out"
 
 if starts "$GOOD" >"$T_TMP/start.out"; then t_ok "a compliant guest starts with the hook installed"; else
@@ -272,27 +332,71 @@ t_contains "the packaged hook ran and logged its decision" "$logged" "domain='$G
 t_contains "the log line names the decision" "$(grep "domain='$GOOD' op=prepare/begin" <<<"$logged")" "action=allow"
 t_contains "the log lines come from the vhostfix ident" "$logged" "vhostfix["
 
-out=$(timeout 120 "${VIRSH[@]}" start "$BAD" 2>&1); rc=$?
-[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$BAD" >/dev/null 2>&1
-t_eq "a vhost-user guest without shared memory is refused at virsh start" 1 "$rc"
-t_contains "virsh start shows the hook's message" "$out" "vhostfix refused to start domain '$BAD'"
-t_contains "and its reason" "$out" "needs shared guest memory, but memory is not shared"
+out=$(timeout 120 "${VIRSH[@]}" start "$WCL" 2>&1); rc=$?
+[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$WCL" >/dev/null 2>&1
+t_eq "the guest whose client socket is missing is refused at virsh start" 1 "$rc"
+t_contains "virsh start shows the hook's message" "$out" "vhostfix refused to start domain '$WCL'"
+t_contains "and its reason" "$out" "the socket /run/vhostfix-t-win/no-such-dir/client.sock does not exist"
 t_contains "libvirt names the packaged hook" "$out" "$LINK"
-t_check "the refused guest is not running" bash -c "! ${VIRSH[*]} domstate $BAD | grep -q running"
+t_check "the refused guest is not running" bash -c "! ${VIRSH[*]} domstate $WCL | grep -q running"
+
+# The guest with unshared memory starts as it did before the install.
+ovs_add_client_port vhupkg0 "$WSOCK"
+on_exit "ovs-vsctl --if-exists del-port br-vhu vhupkg0"
+if starts "$WUN" >"$T_TMP/start.out"; then t_ok "the guest with unshared memory still starts (by default)"; else
+  t_fail "the guest with unshared memory still starts (by default)" "$(cat "$T_TMP/start.out")"; fi
+wait_for "syslog_lines | grep -q \"domain='$WUN' prepare/begin: \"" 10
+t_contains "... the hook logged a warning naming the NIC" "$(syslog_lines | grep -F "domain='$WUN' prepare/begin: ")" \
+  "vhost-user nic 0 (52:54:00:5a:04:01) on socket $WSOCK needs shared guest memory"
+t_contains "... as a warning" "$(syslog_lines | grep -F "domain='$WUN' prepare/begin: ")" "(action warn)"
+t_contains "... and allowed the start" "$(syslog_lines | grep -F "domain='$WUN' op=prepare/begin")" "action=allow"
+
+t0=$(date +%s%N)
+out=$(/usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
+t_log "libvirt-hooks status took $((($(date +%s%N) - t0) / 1000000)) ms, 'vhostfix audit --next-start' alone $(
+  t1=$(date +%s%N); vhostfix audit --next-start >/dev/null 2>&1; echo $((($(date +%s%N) - t1) / 1000000))) ms ($ndefined guests)"
+t_eq "libvirt-hooks status succeeds" 0 "$rc"
+t_eq "libvirt-hooks status lists the same guests and settings as the install" \
+  "$(next_start_lines "$INSTALL_OUT")" "$(next_start_lines "$out")"
+
+# A hung libvirtd (stopped with SIGSTOP): status says so in one line, within
+# its time limit, and succeeds.
+lpid=$(cat /run/libvirtd.pid)
+mark=$(cleanup_mark)
+on_exit "kill -CONT $lpid"
+kill -STOP "$lpid"
+t0=$(date +%s%N)
+out=$(VHOSTFIX_AUDIT_TIMEOUT=3 /usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+cleanup_since "$mark"
+t_log "libvirt-hooks status against a stopped libvirtd took $ms ms (limit 3 s)"
+t_eq "a hung libvirtd: status still succeeds" 0 "$rc"
+t_eq "... says in one line that libvirt did not answer in time" 1 "$(grep -cxF "vhostfix: libvirt did not answer within 3 s, so the defined guests were not checked; when it answers, 'vhostfix audit --next-start' lists the defined guests the hook will refuse or warn about at their next start" <<<"$out")"
+t_check "... within its time limit (3 s, ${ms} ms)" test "$ms" -lt 6000
+t_check "libvirtd answers again" wait_for "${VIRSH[*]} version" 30
 
 phase "install and hook checks"
 # ---------------------------------------------------------------- upgrade
-sed -i 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' "$CONF"
-t_check "the operator's edit is in place" grep -q '^guests = "any"' "$CONF"
+sed -i -e 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' \
+  -e 's/^#shared_memory = "warn"$/shared_memory = "deny"  # edited by the operator/' "$CONF"
+t_eq "the operator's two edits are in place" 2 "$(grep -c -e '^guests = "any"  # edited' -e '^shared_memory = "deny"  # edited' "$CONF")"
 edited=$(md5sum <"$CONF")
 out=$(dpkg -i "$DEB" 2>&1); rc=$?
 t_eq "upgrade (dpkg -i again) succeeds" 0 "$rc"
 t_eq "upgrade keeps the operator's configuration" "$edited" "$(md5sum <"$CONF")"
 t_contains "postinst checks the edited configuration" "$out" "vhostfix: configuration ok: $CONF"
 t_eq "upgrade keeps the hook link" /usr/bin/vhostfix "$(readlink "$LINK")"
-out=$(timeout 120 "${VIRSH[@]}" start "$BAD" 2>&1); rc=$?
-[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$BAD" >/dev/null 2>&1
-t_contains "after the upgrade the hook still refuses the violating guest" "$out" "vhostfix refused to start domain '$BAD'"
+t_contains "with shared_memory = \"deny\" the upgrade lists the unshared guest as refused, with the setting that lets it start" \
+  "$(grep -F "vhostfix: refuse '$WUN': " <<<"$out")" "; to let it start anyway: [hook.checks] shared_memory = \"warn\""
+t_contains "... and counts two refusals" "$out" "vhostfix: at their next start the hook will refuse 2 and warn about 0 of $ndefined defined guests"
+out=$(timeout 120 "${VIRSH[@]}" start "$WCL" 2>&1); rc=$?
+[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$WCL" >/dev/null 2>&1
+t_contains "after the upgrade the hook still refuses the violating guest" "$out" "vhostfix refused to start domain '$WCL'"
+out=$(timeout 120 "${VIRSH[@]}" start "$WUN" 2>&1); rc=$?
+[ "$rc" = 0 ] && timeout 60 "${VIRSH[@]}" destroy "$WUN" >/dev/null 2>&1
+t_eq "with shared_memory = \"deny\" the unshared guest is refused at virsh start" 1 "$rc"
+t_contains "... with the hook's message and its reason" "$out" \
+  "vhostfix refused to start domain '$WUN': vhost-user nic 0 (52:54:00:5a:04:01) on socket $WSOCK needs shared guest memory, but memory is not shared"
 
 phase "upgrade"
 # ---------------------------------------------------------------- remove, purge

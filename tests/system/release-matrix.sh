@@ -9,10 +9,14 @@
 #  A. hook: libvirt's refusal of vhost-user + e1000 (each release's own text),
 #     `vhostfix filter | virsh define`, the phases libvirt calls for create,
 #     save, restore, destroy (the truth table), the hook's verdicts, and its
-#     admission checks (memory not shared, missing client socket);
+#     admission checks (memory not shared, with shared_memory = "deny";
+#     missing client socket);
 #  B. proxy: define (virsh and python3-libvirt), attach-device, create with an
 #     Open vSwitch DPDK backend, lifecycle events, and 8 MiB volume streams;
-#  C. the .deb: install, upgrade, removal and purge inside the chroot.
+#  C. the .deb: install, upgrade, removal and purge inside the chroot; the
+#     install lists the defined Windows guests the hook will refuse (missing
+#     client socket) or warn about (memory not shared, where libvirt defines
+#     it), and by default the latter still starts (Open vSwitch backend).
 #
 # Where a release behaves differently, the test accepts that release's own
 # behaviour, and checks that vhostfix follows the release it runs against.
@@ -162,8 +166,12 @@ hook_section() {
   t_eq "$L A2: ... release/end's 4th argument" "$want_destroy" "$(arg4 "$PL" release)"
   rm -f "$R$W/plain.save"
 
-  # Admission: memory not shared.
+  # Admission: memory not shared. The hook only warns by default (C starts
+  # such a guest); here it refuses, as with the operator's setting in the
+  # chroot's /etc/vhostfix/vhostfix.toml (libvirt gives hooks no environment).
   local UN=${P}unshared
+  printf '[hook.checks]\nshared_memory = "deny"\n' >"$R$W/deny.toml"
+  hook_config "$(cat "$R$W/deny.toml")" "$R"
   rcleanup "$UN"
   out=$(rv define "$W/unshared.xml" 2>&1); rc=$?
   if refuses_unshared; then
@@ -172,7 +180,7 @@ hook_section() {
   else
     t_eq "$L A3: a vhost-user domain without shared memory defines" "0" "$rc"
     out=$(rvt 60 start "$UN" 2>&1)
-    t_eq "$L A3: ... virsh start fails" "1" "$?"
+    t_eq "$L A3: ... with shared_memory = \"deny\", virsh start fails" "1" "$?"
     t_contains "$L A3: ... with the hook's message" "$out" "vhostfix refused to start domain '$UN'"
     t_contains "$L A3: ... saying why" "$out" "not shared"
     t_eq "$L A3: ... the domain stays shut off" "shut off" "$(rstate "$UN")"
@@ -180,13 +188,18 @@ hook_section() {
     t_eq "$L A3: ... the hook logged its decision" "prepare/begin:deny" "$(verdicts "$UN")"
   fi
   rdrop "$UN"
-  # The hook as libvirt calls it, on the same XML: it must deny on every release.
-  out=$(rin "$RBIN" hook qemu "$UN" prepare begin - <"$R$W/unshared.xml" 2>&1)
-  t_eq "$L A3: the hook itself denies the unshared domain (exit 1)" "1" "$?"
+  hook_config_restore
+  # The hook as libvirt calls it, on the same XML: with "deny" it must deny on
+  # every release; by default it warns and allows.
+  out=$(rin env VHOSTFIX_LOG=stderr "$RBIN" hook qemu "$UN" prepare begin - <"$R$W/unshared.xml" 2>&1)
+  t_eq "$L A3: by default the hook itself allows the unshared domain (exit 0)" "0" "$?"
+  t_contains "$L A3: ... with a warning" "$out" "needs shared guest memory, but memory is not shared"
+  out=$(rin env VHOSTFIX_CONFIG="$W/deny.toml" "$RBIN" hook qemu "$UN" prepare begin - <"$R$W/unshared.xml" 2>&1)
+  t_eq "$L A3: with shared_memory = \"deny\" the hook itself denies it (exit 1)" "1" "$?"
   # Its advice follows the release: memfd alone is offered only where libvirt
   # takes it as shared (the hook learns the release from libvirtd; here, as a
   # plain process, from VHOSTFIX_LIBVIRT_VERSION).
-  out=$(rin env VHOSTFIX_LIBVIRT_VERSION="$REL_LIBVIRT" "$RBIN" hook qemu "$UN" prepare begin - <"$R$W/unshared.xml" 2>&1)
+  out=$(rin env VHOSTFIX_CONFIG="$W/deny.toml" VHOSTFIX_LIBVIRT_VERSION="$REL_LIBVIRT" "$RBIN" hook qemu "$UN" prepare begin - <"$R$W/unshared.xml" 2>&1)
   t_eq "$L A3: ... also when told the release (exit 1)" "1" "$?"
   if refuses_unshared; then
     t_not_contains "$L A3: ... no memfd advice on a release that refuses memfd alone" "$out" "memfd'/>)"
@@ -199,8 +212,8 @@ hook_section() {
   out=$(rv define "$W/memfd.xml" 2>&1); rc=$?
   if refuses_unshared; then
     t_contains "$L A3: memfd without shared access: libvirt refuses it at define" "$out" "'interface' requires shared memory"
-    out=$(rin env VHOSTFIX_LIBVIRT_VERSION="$REL_LIBVIRT" "$RBIN" hook qemu "$MF" prepare begin - <"$R$W/memfd.xml" 2>&1)
-    t_eq "$L A3: ... and the hook, told the release, refuses it too (exit 1)" "1" "$?"
+    out=$(rin env VHOSTFIX_CONFIG="$W/deny.toml" VHOSTFIX_LIBVIRT_VERSION="$REL_LIBVIRT" "$RBIN" hook qemu "$MF" prepare begin - <"$R$W/memfd.xml" 2>&1)
+    t_eq "$L A3: ... and the hook, told the release, refuses it too (exit 1, shared_memory = \"deny\")" "1" "$?"
     t_contains "$L A3: ... saying that this release requires shared access" "$out" "which libvirt $REL_LIBVIRT requires"
   else
     t_eq "$L A3: memfd without shared access: libvirt defines it" "0" "$rc"
@@ -325,9 +338,42 @@ package_section() {
   local HK=$R/etc/libvirt/hooks
   cp "$DEB" "$R$W/vhostfix.deb"
   before=$(ls -lAR --time-style=+ "$HK" 2>/dev/null)
+  # Defined before the install: a Windows guest whose client-mode socket is
+  # missing (the hook will refuse it), and one whose memory is not shared
+  # (before libvirt 11.2 it starts, its vhost-user NIC dead, so the hook only
+  # warns; 11.2 and later refuse it at define).
+  local WCL=${P}win-client WUN=${P}win-unshared WSOCK=/run/vhu/win-unshared.sock ndef inst
+  sed -e "s|vhostfix-t-win-client|$WCL|" tests/system/fixtures/win-client-missing.xml >"$R$W/win-client.xml"
+  sed -e "s|vhostfix-t-win-unshared|$WUN|" -e "s|/run/vhu-test/win-unshared.sock|$WSOCK|" \
+    tests/system/fixtures/win-unshared.xml >"$R$W/win-unshared.xml"
+  rcleanup "$WCL"
+  rcleanup "$WUN"
+  t_check "$L C: a Windows guest whose client socket is missing defines" rv define "$W/win-client.xml"
+  out=$(rv define "$W/win-unshared.xml" 2>&1); rc=$?
+  if refuses_unshared; then
+    t_eq "$L C: libvirt refuses to define a Windows guest without shared memory" 1 "$rc"
+    t_contains "$L C: ... with its own text" "$out" "'interface' requires shared memory"
+  else
+    t_eq "$L C: a Windows guest without shared memory defines" 0 "$rc"
+  fi
+  ndef=$(rv list --all --name | grep -c .)
   on_exit "chroot $R ${RENV[*]} dpkg -P vhostfix"
   out=$(rin dpkg -i "$W/vhostfix.deb" 2>&1); rc=$?
+  inst=$out
   t_eq "$L C: dpkg -i succeeds in the chroot" 0 "$rc"
+  t_contains "$L C: postinst lists the guest the hook will refuse, with the setting that lets it start" \
+    "$(grep -F "vhostfix: refuse '$WCL': " <<<"$out")" \
+    "the socket /run/vhostfix-t-win/no-such-dir/client.sock does not exist, so QEMU would fail to connect; fix: start the backend (e.g. create the OVS dpdkvhostuser port) first, or add <reconnect enabled='yes' timeout='10'/> to the <source>; to let it start anyway: [hook.checks] client_socket = \"warn\""
+  if refuses_unshared; then
+    t_eq "$L C: ... nothing about the guest libvirt would not define" "" "$(grep -F "'$WUN'" <<<"$out")"
+    t_contains "$L C: ... and the summary" "$out" "vhostfix: at their next start the hook will refuse 1 and warn about 0 of $ndef defined guests"
+  else
+    t_contains "$L C: ... and the guest it will only warn about" "$(grep -F "vhostfix: warn '$WUN': " <<<"$out")" \
+      "vhost-user nic 0 (52:54:00:5a:04:01) on socket $WSOCK needs shared guest memory, but memory is not shared"
+    t_contains "$L C: ... with the setting that refuses it" "$(grep -F "vhostfix: warn '$WUN': " <<<"$out")" \
+      "; it starts all the same (logged); to refuse such a start: [hook.checks] shared_memory = \"deny\""
+    t_contains "$L C: ... and the summary" "$out" "vhostfix: at their next start the hook will refuse 1 and warn about 1 of $ndef defined guests"
+  fi
   t_contains "$L C: postinst puts the hook in qemu.d (libvirt $REL_LIBVIRT runs it itself)" "$out" \
     "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt $REL_LIBVIRT runs qemu.d/ itself)"
   t_eq "$L C: the hook link points at the binary" /usr/bin/vhostfix "$(readlink "$R$LINK")"
@@ -338,12 +384,40 @@ package_section() {
     t_log "following postinst's advice: kill -HUP $pid"
     kill -HUP "$pid"; sleep 1; wait_for "${RVIRSH[*]} version" 30
   fi
+  next_start_lines() { grep -e "^vhostfix: refuse '" -e "^vhostfix: warn '" -e "^vhostfix: at their next start" <<<"$1"; }
+  out=$(rin /usr/lib/vhostfix/libvirt-hooks status 2>&1); rc=$?
+  t_eq "$L C: libvirt-hooks status succeeds" 0 "$rc"
+  t_eq "$L C: ... and lists the same guests and settings as the install (nothing defined since)" \
+    "$(next_start_lines "$inst")" "$(next_start_lines "$out")"
   local CL=${P}client
   rcleanup "$CL"
   rv define "$W/client.xml" >/dev/null 2>&1
   out=$(rvt 60 start "$CL" 2>&1)
   t_contains "$L C: the packaged hook refuses a domain whose socket is missing" "$out" "vhostfix refused to start domain '$CL'"
   t_contains "$L C: ... libvirt names the packaged hook" "$out" "$LINK"
+  out=$(rvt 60 start "$WCL" 2>&1)
+  t_contains "$L C: ... and the Windows guest the install listed" "$out" "vhostfix refused to start domain '$WCL'"
+  t_eq "$L C: ... which stays shut off" "shut off" "$(rstate "$WCL")"
+  if ! refuses_unshared && [ "$OVS_OK" = yes ]; then
+    ovs_add_client_port vhurel1 "$R$WSOCK"
+    on_exit "ovs-vsctl --if-exists del-port br-vhu vhurel1"
+    local qlog=$R/var/log/libvirt/qemu/$WUN.log qoff
+    qoff=$(stat -c %s "$qlog" 2>/dev/null || echo 0)
+    if out=$(rvt 120 start "$WUN" 2>&1); then t_ok "$L C: by default the guest with unshared memory still starts"; else
+      t_fail "$L C: by default the guest with unshared memory still starts" "$out"; fi
+    t_eq "$L C: ... it runs" running "$(rstate "$WUN")"
+    wait_for "hook_log | grep -qF \"domain='$WUN' prepare/begin: \"" 5
+    t_contains "$L C: ... the packaged hook logged a warning naming the NIC" \
+      "$(hook_log | grep -F "domain='$WUN' prepare/begin: ")" "vhost-user nic 0 (52:54:00:5a:04:01) on socket $WSOCK needs shared guest memory"
+    t_contains "$L C: ... as a warning" "$(hook_log | grep -F "domain='$WUN' prepare/begin: ")" "(action warn)"
+    # The boot ROM drives the NIC some seconds after start; QEMU cannot map
+    # the guest's memory for the backend and says so only in its log.
+    wait_for "tail -c +$((qoff + 1)) '$qlog' | grep -q 'Failed initializing vhost-user memory map'" 60
+    t_contains "$L C: ... its vhost-user NIC is dead, as without vhostfix (QEMU's log)" \
+      "$(tail -c +$((qoff + 1)) "$qlog" 2>&1)" "Failed initializing vhost-user memory map"
+    rv destroy "$WUN" >/dev/null 2>&1
+    ovs-vsctl --if-exists del-port br-vhu vhurel1
+  fi
 
   sed -i 's/^#guests = "windows"$/guests = "any"  # edited by the operator/' "$R$CONF"
   edited=$(md5sum <"$R$CONF")
@@ -354,6 +428,8 @@ package_section() {
   out=$(rvt 60 start "$CL" 2>&1)
   t_contains "$L C: ... and the hook still refuses" "$out" "vhostfix refused to start domain '$CL'"
   rdrop "$CL"
+  rdrop "$WCL"
+  rdrop "$WUN"
 
   out=$(rin dpkg -r vhostfix 2>&1); rc=$?
   t_eq "$L C: dpkg -r succeeds" 0 "$rc"

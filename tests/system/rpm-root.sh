@@ -2,7 +2,8 @@
 # The .rpm's scriptlets, really run: Debian's rpm installs the package into a
 # scratch root (a copy of the cached Debian 11 chroot of tests/lib/release.sh:
 # /bin/sh, the tools the scriptlets call, libvirt 7.0.0's libvirtd binary) with
-# `rpm --root DIR`, which runs %post and %preun chrooted into DIR. Checked: the hook link is made, an upgrade keeps it,
+# `rpm --root DIR`, which runs %post and %preun chrooted into DIR. Checked: the hook link is made (and %post says
+# that libvirt, not running there, could not list the guests), an upgrade keeps it,
 # erase takes it away, a foreign /etc/libvirt/hooks/qemu is never touched, and
 # with an old libvirt (a stand-in `libvirtd --version` printing 4.5.0) the
 # dispatcher is installed and removed again.
@@ -63,6 +64,8 @@ t_eq "rpm --root -i --nodeps succeeds" 0 "$rc"
 t_contains "%post ran in the root, found its libvirtd 7.0.0 and says where the hook went" "$out" \
   "vhostfix: qemu hook: $LINK -> /usr/bin/vhostfix (libvirt 7.0.0 runs qemu.d/ itself)"
 t_contains "%post checked the installed configuration" "$out" "configuration ok: /etc/vhostfix/vhostfix.toml"
+t_eq "%post says in one line that libvirt is not running (none runs in the root), so no guest was checked" 1 \
+  "$(grep -cxF "vhostfix: libvirt is not running (no socket in /run/libvirt), so the defined guests were not checked; once it runs, 'vhostfix audit --next-start' lists the defined guests the hook will refuse or warn about at their next start" <<<"$out")"
 t_eq "the hook link is made in the root" /usr/bin/vhostfix "$(readlink "$D$LINK")"
 t_eq "the host's own /etc/libvirt/hooks is not touched" "$host_hooks" "$(ls -lAR --time-style=+ /etc/libvirt/hooks 2>&1)"
 t_eq "rpm knows the package in the root" "vhostfix-$version-1.$(uname -m)" "$(r -q vhostfix 2>&1)"
