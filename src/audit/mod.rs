@@ -411,6 +411,19 @@ mod tests {
             ),
             "{t}"
         );
+        // A name with a newline cannot make a line of its own.
+        let mut odd = a.clone();
+        odd.domains[0].domain = "c\nrefuse 'x': forged".into();
+        let t = next_start_text(&odd, &at_next_start(&odd, &checks));
+        assert!(
+            t.starts_with("refuse 'c\\nrefuse \\'x\\': forged': "),
+            "{t}"
+        );
+        assert!(
+            table(&odd).contains("c\\nrefuse 'x': forged"),
+            "{}",
+            table(&odd)
+        );
         let relaxed = HookChecks {
             client_socket: CheckAction::Off,
             ..HookChecks::default()

@@ -3,6 +3,7 @@
 
 use super::{AtStart, Audit, Outcome, XmlKind};
 use crate::config::CheckAction;
+use crate::core::escape::{field, one_line};
 use crate::core::findings::{self, Severity};
 use crate::prometheus::{Exposition, Kind};
 use std::fmt::Write as _;
@@ -16,7 +17,8 @@ pub(crate) fn table(a: &Audit) -> String {
         .iter()
         .map(|r| {
             [
-                r.domain.clone(),
+                // A name is one cell: control characters escaped.
+                one_line(&r.domain).to_string(),
                 r.state.to_string(),
                 r.xml.as_str().to_string(),
                 r.guest.map_or_else(|| "-".into(), |g| g.to_string()),
@@ -81,13 +83,17 @@ pub(crate) fn next_start_text(a: &Audit, starts: &[AtStart<'_>]) -> String {
         let _ = match s.action {
             CheckAction::Deny => writeln!(
                 out,
-                "refuse '{}': {}; to let it start anyway: [hook.checks] {} = \"warn\"",
-                s.domain, s.message, s.key
+                "refuse {}: {}; to let it start anyway: [hook.checks] {} = \"warn\"",
+                field(s.domain),
+                s.message,
+                s.key
             ),
             _ => writeln!(
                 out,
-                "warn '{}': {}; it starts all the same (logged); to refuse such a start: [hook.checks] {} = \"deny\"",
-                s.domain, s.message, s.key
+                "warn {}: {}; it starts all the same (logged); to refuse such a start: [hook.checks] {} = \"deny\"",
+                field(s.domain),
+                s.message,
+                s.key
             ),
         };
     }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 (e1000, e1000e, rtl8139, or none) in Windows guests and switches them to virtio with a minimal \
 edit, reports what it changed and why, and acts as a libvirt qemu hook that refuses early what \
 cannot work.",
-    after_help = "Exit status (diff, check, audit): 0 nothing to change, 1 vhostfix would change something, 3 libvirt or the hook will refuse it even after vhostfix, 2 error.\n\
+    after_help = "Exit status (diff, check, audit): 0 nothing to change, 1 vhostfix would change something, 3 vhostfix cannot make it work (libvirt or the hook will refuse it, or its vhost-user NIC would stay dead), 2 error.\n\
 Configuration: --config PATH, else $VHOSTFIX_CONFIG, else /etc/vhostfix/vhostfix.toml.\n\
 Logging (hook, proxy): VHOSTFIX_LOG=[auto|syslog|stderr][:LEVEL]."
 )]

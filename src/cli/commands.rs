@@ -6,7 +6,7 @@ use super::{man as manpages, EXIT_ERROR, EXIT_OK};
 use crate::config::{self, Config};
 use crate::core::analysis::{analyze, Analysis, Policy};
 use crate::core::detect::{Detection, Verdict};
-use crate::core::escape::one_line;
+use crate::core::escape::{field, one_line};
 use crate::core::findings::{exit, findings, Severity};
 use crate::core::parse::{decode, located, InputError};
 use crate::core::rules::LibvirtVersion;
@@ -283,8 +283,8 @@ pub(super) fn audit(
     out.flush()?;
     for r in a.domains.iter().filter(|r| r.error.is_some()) {
         eprintln!(
-            "vhostfix: error: domain '{}' ({} XML): {}",
-            r.domain,
+            "vhostfix: error: domain {} ({} XML): {}",
+            field(&r.domain),
             r.xml.as_str(),
             r.error.as_deref().unwrap_or("")
         );

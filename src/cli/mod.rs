@@ -4,8 +4,8 @@
 //! pages. Nothing else in the crate imports this module.
 //!
 //! Exit codes: 0 success / nothing to change / compliant, 1 vhostfix would
-//! change something (`diff`, `check`, `audit`), 3 libvirt or the hook will
-//! refuse it even after vhostfix, 2 error (`core::findings::exit`). stdout
+//! change something (`diff`, `check`, `audit`), 3 vhostfix cannot make it
+//! work (refused, or a dead NIC), 2 error (`core::findings::exit`). stdout
 //! carries only data.
 
 mod args;

@@ -93,7 +93,8 @@ pub(crate) mod exit {
     pub(crate) const FIXABLE: u8 = 1;
     /// Bad input or configuration, libvirt unreachable, an I/O failure.
     pub(crate) const ERROR: u8 = 2;
-    /// libvirt or vhostfix's hook will refuse it even after vhostfix's fixes.
+    /// vhostfix cannot make it work: libvirt or vhostfix's hook will refuse
+    /// it even after vhostfix's fixes, or its vhost-user NIC would stay dead.
     pub(crate) const REFUSED: u8 = 3;
 
     /// The status for one document's findings.

@@ -44,7 +44,7 @@ pub fn text(name: &str, a: &Analysis, findings: &[Finding]) -> String {
     } else if a.violations_left() {
         "not compliant, left alone by policy".to_string()
     } else if worst(findings) == Some(Severity::Refused) {
-        "not compliant: libvirt or the vhostfix hook will refuse it".to_string()
+        "not compliant: libvirt or the vhostfix hook will refuse it, or its vhost-user NIC would not work".to_string()
     } else if a.nics.is_empty() {
         "compliant (no vhost-user NIC)".to_string()
     } else {

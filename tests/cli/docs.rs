@@ -190,7 +190,7 @@ fn man_pages_say_what_an_operator_needs() {
     let exit = &exit[..exit[1..].find(".SH").unwrap()];
     for want in [
         "audit",
-        "3 libvirt or the hook will refuse",
+        "3 vhostfix cannot make something work",
         "hook: 0 allow, 1 refuse",
     ] {
         assert!(exit.contains(want), "{want}:\n{exit}");
