@@ -492,21 +492,9 @@ t_contains "a proxy started by hand serves" "$(virsh -c "qemu:///system?socket=$
 kill -KILL "$DOWN_PID"; wait "$DOWN_PID" 2>/dev/null
 shown=$(virsh -c "qemu:///system?socket=$D/down-sock" list 2>&1 | sed "s#$D/down-sock#/run/vhostfix/libvirt-sock#g")
 t_contains "after SIGKILL: libvirt's connect error" "$shown" "Connection refused"
-DOC=$REPO/docs/proxy.md
-if [ -n "${VHOSTFIX_BLESS:-}" ]; then
-  python3 - "$DOC" "$shown" <<'PY'
-import re, sys
-path, shown = sys.argv[1], sys.argv[2]
-text = open(path).read()
-block = "<!-- proxy-down: begin -->\n```\n$ virsh -c 'qemu:///system?socket=/run/vhostfix/libvirt-sock' list\n" + shown + "\n```\n<!-- proxy-down: end -->"
-new, n = re.subn(r"<!-- proxy-down: begin -->.*?<!-- proxy-down: end -->", lambda m: block, text, flags=re.S)
-assert n == 1, "docs/proxy.md has no proxy-down markers"
-open(path, "w").write(new)
-PY
-  t_log "docs/proxy.md proxy-down example rewritten (VHOSTFIX_BLESS)"
-fi
-in_doc=$(awk '/<!-- proxy-down: begin -->/ {on=1; next} /<!-- proxy-down: end -->/ {on=0} on' "$DOC" | sed -e '1,2d' -e '$d')
-t_eq "docs/proxy.md shows what virsh prints when the proxy is down" "$shown" "$in_doc"
+doc_example "docs/proxy.md shows what virsh prints when the proxy is down" "$REPO/docs/proxy.md" proxy-down \
+  "\$ virsh -c 'qemu:///system?socket=/run/vhostfix/libvirt-sock' list
+$shown"
 t_contains "the bypass: libvirt's own socket still answers" \
   "$(virsh -c 'qemu:///system?socket=/run/libvirt/libvirt-sock' version 2>&1)" "Using library"
 
