@@ -96,11 +96,17 @@ wait_for() {
   return 1
 }
 
+# alive PID: PID runs. A daemon that exited may stay a zombie for a while
+# (its parent, PID 1 here, reaps late): that is not running.
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" != Z ]
+}
+
 # stop_pid PID: stop a process this suite started (by its id), waiting up to 10 s.
 stop_pid() {
   [ -n "${1:-}" ] || return 0
   kill "$1" 2>/dev/null || return 0
-  wait_for "! kill -0 $1" 10 || kill -9 "$1" 2>/dev/null
+  wait_for "! alive $1" 10 || kill -9 "$1" 2>/dev/null
   return 0
 }
 
@@ -122,8 +128,9 @@ need_root() {
   fi
 }
 
-# Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
-libvirt_up() {
+# What a libvirt daemon started by hand needs from the machine: the users and
+# groups of Debian's packages, /dev/kvm as udev would set it.
+libvirt_prereqs() {
   getent group kvm >/dev/null || groupadd -r kvm
   getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
   getent group libvirt >/dev/null || groupadd -r libvirt
@@ -138,6 +145,11 @@ libvirt_up() {
     on_exit "chown $(stat -c %U:%G /dev/kvm) /dev/kvm; chmod $(stat -c %a /dev/kvm) /dev/kvm"
     chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
   fi
+}
+
+# Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
+libvirt_up() {
+  libvirt_prereqs
   # Stop on exit only the daemons started here, by the PID in their pidfile
   # (a pidfile left by a daemon that was killed is removed first).
   local d
@@ -174,6 +186,36 @@ libvirtd_start_again() {
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {
   on_exit "${VIRSH[*]} destroy '$1'; ${VIRSH[*]} undefine '$1' --managed-save --nvram"
+}
+
+# syslog_capture: from now on, keep what programs log to syslog (/dev/log),
+# for hook_log. Without a syslog daemon, the datagrams are received into
+# $T_TMP/syslog; with a live one, its file is read from the current end on.
+SYSLOG=$T_TMP/syslog
+LOG_FROM=
+syslog_capture() {
+  local f
+  if [ -S /dev/log ] && socat -u OPEN:/dev/null UNIX-CLIENT:/dev/log 2>/dev/null; then
+    for f in /var/log/syslog /var/log/messages; do
+      [ -f "$f" ] && { LOG_FROM="$f:$(stat -c %s "$f")"; break; }
+    done
+    t_log "a syslog daemon owns /dev/log; reading ${LOG_FROM%:*}"
+  else
+    rm -f /dev/log # absent, or a dead socket nobody listens on
+    # Started directly (not through a function) so that $! is socat itself.
+    socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" {T_LOCK_FD}>&- &
+    on_exit "stop_pid $!; rm -f /dev/log"
+    wait_for "[ -S /dev/log ]" 10 || t_fail "syslog receiver on /dev/log did not start"
+  fi
+}
+# hook_log: vhostfix's syslog messages since syslog_capture, one per line
+# (datagrams carry no newline: split before every RFC 3164 header).
+hook_log() {
+  if [ -n "$LOG_FROM" ]; then
+    tail -c +"$((${LOG_FROM##*:} + 1))" "${LOG_FROM%:*}"
+  else
+    [ -f "$SYSLOG" ] && cat "$SYSLOG"
+  fi | sed -E 's/<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} /\n&/g' | grep -a 'vhostfix\[[0-9]*\]: '
 }
 
 # Open vSwitch with DPDK and no hugepages (see the project's OVS notes).

@@ -3,7 +3,7 @@
 # builds Debian 12's libvirt source (the upstream 9.0.0 tarball of its source
 # package) once and caches the result under $MOD_CACHE (default
 # /var/tmp/vhostfix-ci/modular), like the release chroots (release.sh).
-# Source it after common.sh.
+# Source it; modular_reexec (below) must run before common.sh is sourced.
 #
 #   modular_ensure     build and install the daemons if the cache is missing
 #                      or incomplete (a no-op otherwise); see modular_build
@@ -122,3 +122,75 @@ modular_build() (
   mv "$MOD_CACHE.new" "$MOD_CACHE"
   echo "step: installed in $((SECONDS - t)) s; $(du -sh "$MOD_CACHE" | cut -f1) in $MOD_CACHE"
 )
+
+# --- running them without systemd, in a private mount namespace ---------------
+#
+# A suite calls modular_reexec first (before common.sh): it runs again under
+# `unshare --mount` with VHOSTFIX_PRIVATE_NS=1, so every mount it makes is its
+# own and goes away with it. modular_private_root then gives the daemons a
+# machine of their own where they use libvirt's standard paths:
+#   - /etc, /usr, /var/lib and /var/log: overlays of the machine's own with a
+#     tmpfs upper layer (the suite installs /usr/bin/vhostfix and the rest
+#     where the packages put them, and none of it reaches the machine);
+#   - /etc/libvirt (the build's default configuration), /run/libvirt,
+#     /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt: empty tmpfs, so
+#     the host's libvirtd, its sockets and its guests are neither seen nor
+#     touched;
+#   - /usr/sbin/virtqemud etc.: links to the build, as installed by RHEL 9's
+#     packages.
+# Processes are not isolated: the suite stops exactly the daemons it started.
+modular_reexec() { # "$0" "$@"
+  [ "${VHOSTFIX_PRIVATE_NS:-}" = 1 ] && return 0
+  exec unshare --mount --propagation private env VHOSTFIX_PRIVATE_NS=1 bash "$@"
+}
+
+modular_private_root() {
+  local u=$T_TMP/ns d
+  if [ "${VHOSTFIX_PRIVATE_NS:-}" != 1 ]; then
+    t_log "modular_private_root: not in a private mount namespace (call modular_reexec first)"
+    return 1
+  fi
+  if [ ! -d /run/libvirt ]; then
+    mkdir -m 0755 /run/libvirt || return 1
+    on_exit "rmdir /run/libvirt"
+  fi
+  mkdir -p "$u" && mount -t tmpfs -o mode=0755 vhostfix-modular "$u" || return 1
+  on_exit "umount -l $u"
+  for d in etc usr var/lib var/log; do
+    mkdir -p "$u/$d.up" "$u/$d.work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$u/$d.up,workdir=$u/$d.work" "/$d" || return 1
+  done
+  for d in /etc/libvirt /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
+    mkdir -p "$d" && mount -t tmpfs -o mode=0755 vhostfix-modular "$d" || return 1
+  done
+  # /run/libvirt is a directory of the machine's: free it before it goes.
+  on_exit "umount -l /run/libvirt"
+  cp -a "$MOD_ETC/." /etc/libvirt/
+  mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt/qemu
+  for d in $MOD_DAEMONS; do ln -sfn "$MOD_PREFIX/sbin/$d" "/usr/sbin/$d"; done
+}
+
+# modular_start DAEMON [ARGS...]: start DAEMON of the build with --daemon (as
+# /usr/sbin/DAEMON); it is stopped on exit by its pidfile, so a daemon that
+# transparent mode restarted with the same command line is stopped too.
+# virtlogd and virtlockd keep their pidfiles in the private /run/libvirt (the
+# host's own virtlogd has /run/virtlogd.pid).
+modular_start() {
+  local d=$1 pf
+  shift
+  case $d in
+    virtlogd | virtlockd) pf=/run/libvirt/$d.pid && set -- -p "$pf" "$@" ;;
+    *) pf=/run/$d.pid ;;
+  esac
+  no_lock "/usr/sbin/$d" -d "$@" || return 1
+  wait_for "[ -s $pf ]" 10 || return 1
+  on_exit "stop_pidfile $pf $d"
+}
+
+# stop_pidfile FILE NAME: stop the process FILE names if it is NAME.
+stop_pidfile() {
+  local p
+  p=$(cat "$1" 2>/dev/null) || return 0
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] && stop_pid "$p"
+  return 0
+}
