@@ -154,7 +154,8 @@ libvirt_up() {
   # (a pidfile left by a daemon that was killed is removed first).
   local d
   for d in virtlogd libvirtd; do
-    pgrep -x "$d" >/dev/null && continue
+    # root's daemon (a user's session libvirtd does not serve /run/libvirt)
+    pgrep -u 0 -x "$d" >/dev/null && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10
@@ -169,15 +170,21 @@ libvirt_up() {
 # daemons that ran before it. Waits for the pidfile, not for the sockets
 # (ARGS may move them).
 libvirtd_start_again() {
-  local old=$1 new i
+  local old=$1 new
   shift
   stop_pid "$old"
   rm -f /run/libvirtd.pid
   no_lock libvirtd -d "$@"
   wait_for "[ -s /run/libvirtd.pid ]" 10
   new=$(cat /run/libvirtd.pid 2>/dev/null)
+  cleanup_pid_moved "$old" "$new"
+}
+# cleanup_pid_moved OLD NEW: a daemon this suite is to stop on exit now runs
+# as NEW (restarted): stop NEW instead of OLD.
+cleanup_pid_moved() {
+  local i
   for i in "${!T_CLEANUP[@]}"; do
-    [ "${T_CLEANUP[$i]}" = "stop_pid $old" ] && T_CLEANUP[$i]="stop_pid $new"
+    [ "${T_CLEANUP[$i]}" = "stop_pid $1" ] && T_CLEANUP[$i]="stop_pid $2"
   done
   return 0
 }

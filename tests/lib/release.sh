@@ -36,7 +36,7 @@ release_libvirt() {
 # start it again on exit. Under systemd it is left alone (and runs beside).
 host_libvirtd_aside() {
   local p pid=
-  for p in $(pgrep -x libvirtd); do
+  for p in $(pgrep -u 0 -x libvirtd); do
     # ours: same mount namespace as this shell (not a container's), root / (not a chroot's)
     [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
       [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
@@ -49,7 +49,7 @@ host_libvirtd_aside() {
   t_log "stopping the host's libvirtd (pid $pid) while the release's runs; started again on exit"
   stop_pid "$pid"
   on_exit "host_libvirtd_restart $pid"
-  ! kill -0 "$pid" 2>/dev/null
+  ! alive "$pid"
 }
 # host_libvirtd_restart OLDPID: start the host's libvirtd again; where this
 # suite was to stop OLDPID on exit, it now stops the new daemon instead.
