@@ -159,6 +159,19 @@ cycle() {
   tv destroy "$RUNNING" >/dev/null 2>&1
 }
 
+# missing_dir LABEL: why the sockets go to a persistent directory: libvirtd
+# does not start when unix_sock_dir is missing (as a directory in /run that
+# nobody made at boot would be). A second libvirtd, on a pid file of its own,
+# fails before it touches anything.
+missing_dir() {
+  local out
+  printf 'unix_sock_dir = "/run/libvirt/no-such-dir"\n' | tx sh -c 'cat >/tmp/vhfx-missing-dir.conf'
+  out=$(no_lock tx libvirtd -d -f /tmp/vhfx-missing-dir.conf -p /run/vhfx-missing-dir.pid 2>&1)
+  t_eq "$1: a libvirtd whose unix_sock_dir is missing does not start" \
+    "1 Unable to initialize network sockets" "$? $(grep -o 'Unable to initialize network sockets' <<<"$out")"
+  tx rm -f /tmp/vhfx-missing-dir.conf /run/vhfx-missing-dir.pid
+}
+
 # --- 1. this machine's libvirtd, started by hand --------------------------------------
 if [ -d /run/systemd/system ]; then
   t_log "this machine runs systemd: the by-hand part is for machines without it; skipped"
@@ -173,6 +186,7 @@ else
   on_exit "v destroy $RUNNING"
   t_check "libvirtd knows QEMU's capabilities (probed once)" timeout 300 "${VIRSH[@]}" domcapabilities --virttype qemu --arch x86_64
   t_log "this machine: $(host_release); libvirtd: $(tr '\0' ' ' </proc/"$(lv_pid)"/cmdline)"
+  missing_dir "libvirt 9.0"
   cycle "libvirtd 9.0 by hand"
 fi
 
@@ -208,13 +222,7 @@ if release_up bullseye && release_binary; then
     "$CONF already sets unix_sock_dir (line $(wc -l <"$R$CONF"): unix_sock_dir = \"/run/libvirt\"); transparent mode moves libvirtd's sockets itself"
   t_check "libvirt 7.0: ... and changes nothing" cmp "$D/with-dir.conf" "$R$CONF"
   cat "$D/rel-libvirtd.conf" >"$R$CONF"
-  # Why the sockets go to a persistent directory: libvirtd does not start
-  # when unix_sock_dir is missing (a /run/libvirt/real made by nobody at boot).
-  printf 'unix_sock_dir = "/run/libvirt/no-such-dir"\n' >"$R/tmp/missing-dir.conf"
-  out=$(no_lock rin libvirtd -d -f /tmp/missing-dir.conf -p /run/vhostfix-missing.pid 2>&1)
-  t_eq "libvirt 7.0: a libvirtd whose unix_sock_dir is missing does not start" \
-    "1 Unable to initialize network sockets" "$? $(grep -o 'Unable to initialize network sockets' <<<"$out")"
-  rm -f "$R/tmp/missing-dir.conf"
+  missing_dir "libvirt 7.0"
 
   cycle "libvirt 7.0 by init script"
   VHOSTFIX_RELEASE="this machine ($(host_release)), and $HOST_RELEASE_LINE"
