@@ -61,7 +61,7 @@ VHOSTFIX_RELEASE="virtqemud (libvirt $MOD_VERSION, built from Debian 12's source
 
 journal() { in_ct journalctl -q --no-pager -o cat -b -u vhostfix-proxy.service; }
 stat_of() { in_ct vhostfix proxy --stats 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
-listen() { in_ct systemctl show -p Listen --value "$@" | paste -sd'|'; }
+listen() { in_ct systemctl show -p Listen --value "$@" | grep . | paste -sd'|'; }
 our_files() { in_sh 'ls /etc/systemd/system/*.d/50-vhostfix-transparent.conf /etc/tmpfiles.d/vhostfix-transparent.conf /run/libvirt/real /var/lib/vhostfix/transparent 2>/dev/null'; }
 # define_seed LABEL URI REAL: the seed defined by a plain client through the
 # proxy; the daemon, read at its moved socket REAL, stored virtio.
@@ -196,6 +196,11 @@ check_direct_modular "after the rpm's %preun"
 # --- 3. libvirtd without socket units -------------------------------------------------
 in_ct systemctl disable --now virtqemud.socket virtqemud-ro.socket virtqemud-admin.socket virtqemud.service \
   virtproxyd.socket virtproxyd-ro.socket virtproxyd-admin.socket >/dev/null 2>&1
+# Upstream's virtqemud-ro.socket (unlike virtqemud.socket) has no
+# RemoveOnStop=yes: its stale path would keep drawing `virsh -r` (libvirt's
+# client prefers virtqemud-sock-ro whenever it exists). An operator leaving
+# the modular daemons removes it too.
+in_ct rm -f /run/libvirt/virtqemud-sock-ro /run/libvirt/virtqemud-admin-sock
 in_ct systemctl mask libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket libvirtd-tcp.socket libvirtd-tls.socket >/dev/null 2>&1
 # As CentOS 7's libvirtd.service: no --timeout (nothing would start it again).
 in_sh 'printf "LIBVIRTD_ARGS=\"\"\n" >/etc/default/libvirtd'
