@@ -13,6 +13,13 @@
 #   MOD_ETC            the build's default /etc/libvirt files (virtqemud.conf...)
 #   MOD_VERSION        the libvirt version built
 #
+# Cost from scratch on the project's 2-vCPU Debian 12 VM (measured twice,
+# 2026-12-06/07, each time beside other work: a cargo install, then a cargo
+# bench and an ansible suite; load 5-7): 167 s wall, 106 s CPU: apt source 3 s
+# (9 MB), meson 18-19 s, ninja 117-137 s (547 steps, -O0), install under 1 s;
+# 35 MB cached. The build dependencies took 14 s to install with apt when
+# missing. With the cache complete, modular_ensure returns at once.
+#
 # The build uses libvirt's standard system paths (sysconfdir /etc,
 # localstatedir /var, runstatedir /run) with binaries under the prefix, so the
 # daemons behave as on a RHEL 9 host: virtqemud serves
