@@ -189,6 +189,24 @@ cleanup_pid_moved() {
   return 0
 }
 
+# tcg_domain NAME: a small TCG guest without disk (it boots nothing and just
+# runs), with a user-mode NIC and a VNC display for screenshots.
+tcg_domain() {
+  cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='user'><model type='virtio'/></interface>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+  </devices>
+</domain>
+XML
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {

@@ -11,7 +11,9 @@
 #   ct_prepare NAME       mount the throw-away root at $ROOT (machine
 #                         vhostfix-NAME-PID); everything is undone on exit
 #   boot_container        boot it and wait until systemd has finished
+#   boot_first            the same, as the suite's first check (ends it on failure)
 #   stop_container        halt it (boot_container again reboots the same root)
+#   reboot_container      reboot it (systemctl reboot inside) and boot it again
 #   in_ct CMD... / in_sh SCRIPT   run inside it as root
 #   install_proxy_files   the proxy's packaged files into the container's root
 
@@ -117,6 +119,36 @@ boot_container() {
   ) </dev/null >"$T_TMP/nspawn.log" 2>&1 {T_LOCK_FD}>&- &
   NSPAWN_PID=$!
   wait_booted
+}
+
+# boot_first: boot the container for the suite; without it the suite ends.
+boot_first() {
+  local t0=$SECONDS
+  if boot_container; then
+    t_ok "systemd boots in the container ($((SECONDS - t0)) s, $(in_ct systemctl is-system-running))"
+  else
+    t_fail "systemd boots in the container" "$(tail -40 "$T_TMP/nspawn.log")"
+    t_done
+    exit 1
+  fi
+}
+
+# reboot_container: reboot the container. On a reboot, nspawn exits (status
+# 133, which systemd-nspawn@.service restarts on): boot the same overlay
+# again. REBOOT_RC: nspawn's exit status.
+reboot_container() {
+  in_ct systemctl reboot
+  if wait_for "! kill -0 $NSPAWN_PID" 60; then
+    wait "$NSPAWN_PID"
+    REBOOT_RC=$?
+    NSPAWN_PID=
+  else
+    REBOOT_RC="none (still running after 60 s)"
+    stop_container
+  fi
+  remove_cgroups
+  CGROUPS=()
+  [ "$REBOOT_RC" = 133 ] && boot_container
 }
 
 cleanup_container() {

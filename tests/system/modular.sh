@@ -90,23 +90,6 @@ VQ=(virsh -q -c qemu:///system)
 undefine() { "${VQ[@]}" destroy "$1" >/dev/null 2>&1; "${VQ[@]}" undefine "$1" >/dev/null 2>&1; true; }
 on_exit "for d in \$(virsh -q -c qemu:///system list --all --name); do virsh -c qemu:///system destroy \$d; virsh -c qemu:///system undefine \$d; done"
 
-# A small TCG guest without disk (it boots nothing, it just runs).
-tcg() { # NAME
-  cat <<XML
-<domain type='qemu'>
-  <name>$1</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <interface type='user'><model type='virtio'/></interface>
-    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
-    <video><model type='vga'/></video>
-  </devices>
-</domain>
-XML
-}
-
 # --- 1. the qemu hook ---------------------------------------------------------
 syslog_capture
 out=$(sh /usr/lib/vhostfix/libvirt-hooks install 2>&1)
@@ -151,7 +134,7 @@ t_contains "the hook logged its decision to syslog" "$(hook_log | grep "domain='
 undefine "$UNSHARED"
 
 TINY=${P}tcg
-tcg "$TINY" >"$D/tiny.xml"
+tcg_domain "$TINY" >"$D/tiny.xml"
 undefine "$TINY"
 t_check "a plain TCG guest starts with the hook installed" timeout 120 "${VQ[@]}" create "$D/tiny.xml"
 wait_for "hook_log | grep -q \"domain='$TINY' op=prepare/begin\"" 5
@@ -187,18 +170,11 @@ undefine "$SEED_NAME"
 
 sed -e '/<interface/,/<\/interface>/d' -e "s/win2019-vhu/${P}attach/" \
   -e 's/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f01/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f09/' "$SEED" >"$D/nonic.xml"
-cat >"$D/nic.xml" <<'XML'
-<interface type='vhostuser'>
-  <mac address='52:54:00:5a:01:09'/>
-  <source type='unix' path='/run/vhu-test/att.sock' mode='server'/>
-  <model type='e1000'/>
-</interface>
-XML
 undefine "${P}attach"
 "${VQ[@]}" define "$D/nonic.xml" >/dev/null
-out=$(virsh -c qemu:///system attach-device "${P}attach" "$D/nic.xml" --config 2>&1)
+out=$(virsh -c qemu:///system attach-device "${P}attach" "$FIX/vhu-nic-e1000.xml" --config 2>&1)
 t_contains "virtqemud refuses attach-device of an e1000 vhost-user NIC" "$out" "virtio-net"
-out=$(virsh -c "$PU" attach-device "${P}attach" "$D/nic.xml" --config 2>&1)
+out=$(virsh -c "$PU" attach-device "${P}attach" "$FIX/vhu-nic-e1000.xml" --config 2>&1)
 t_contains "attach-device --config through the proxy succeeds" "$out" "Device attached successfully"
 t_contains "... the attached NIC is virtio" "$("${VQ[@]}" dumpxml --inactive "${P}attach")" "<model type='virtio'/>"
 undefine "${P}attach"
@@ -258,7 +234,7 @@ undefine "$UNSHARED"
 
 # --- 4. transparent mode without systemd ----------------------------------------------
 RUNNING=${P}running
-tcg "$RUNNING" >"$D/running.xml"
+tcg_domain "$RUNNING" >"$D/running.xml"
 t_check "a TCG guest runs before transparent mode" timeout 120 "${VQ[@]}" create "$D/running.xml"
 qpid() { cat "/run/libvirt/qemu/$RUNNING.pid" 2>/dev/null; }
 QPID=$(qpid)

@@ -35,15 +35,7 @@ SEED_NAME=win2019-vhu
 RUNNING=vhfx-tconf-running
 CONF=/etc/libvirt/libvirtd.conf
 REALDIR=/var/lib/vhostfix/real
-cat >"$D/running.xml" <<XML
-<domain type='qemu'>
-  <name>$RUNNING</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices><graphics type='vnc' autoport='yes' listen='127.0.0.1'/></devices>
-</domain>
-XML
+tcg_domain "$RUNNING" >"$D/running.xml"
 [ -e /var/log/vhostfix ] || on_exit "rm -rf /var/log/vhostfix"
 
 # The target: this machine (IN empty) or the chroot (IN=rin). tx runs a
