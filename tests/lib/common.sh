@@ -106,7 +106,7 @@ alive() {
 stop_pid() {
   [ -n "${1:-}" ] || return 0
   kill "$1" 2>/dev/null || return 0
-  wait_for "! alive $1" 10 || kill -9 "$1" 2>/dev/null
+  wait_for "! kill -0 $1" 10 || kill -9 "$1" 2>/dev/null
   return 0
 }
 
