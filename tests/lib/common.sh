@@ -147,6 +147,17 @@ libvirt_prereqs() {
   fi
 }
 
+# host_daemon_pid NAME: the pid of this machine's own daemon NAME: root's
+# (not a user's session daemon), in this mount namespace (not a container's)
+# and with root / (not a chroot's). Empty when none runs.
+host_daemon_pid() {
+  local p
+  for p in $(pgrep -u 0 -x "$1"); do
+    [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
+      [ "$(readlink "/proc/$p/root")" = / ] && { echo "$p"; return 0; }
+  done
+}
+
 # Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
 libvirt_up() {
   libvirt_prereqs
@@ -154,8 +165,7 @@ libvirt_up() {
   # (a pidfile left by a daemon that was killed is removed first).
   local d
   for d in virtlogd libvirtd; do
-    # root's daemon (a user's session libvirtd does not serve /run/libvirt)
-    pgrep -u 0 -x "$d" >/dev/null && continue
+    [ -n "$(host_daemon_pid "$d")" ] && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10

@@ -35,12 +35,8 @@ release_libvirt() {
 # host_libvirtd_aside: stop the host's own libvirtd (root /), if one runs, and
 # start it again on exit. Under systemd it is left alone (and runs beside).
 host_libvirtd_aside() {
-  local p pid=
-  for p in $(pgrep -u 0 -x libvirtd); do
-    # ours: same mount namespace as this shell (not a container's), root / (not a chroot's)
-    [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
-      [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
-  done
+  local pid
+  pid=$(host_daemon_pid libvirtd)
   [ -n "$pid" ] || return 0
   if [ "$(cat /proc/1/comm)" = systemd ]; then
     t_log "the host's libvirtd (pid $pid) runs under systemd: the release's runs beside it"
