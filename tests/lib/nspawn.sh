@@ -236,7 +236,10 @@ ct_install_packaged() {
 # What the host has now, to check afterwards that the container left it alone.
 host_state() {
   local f
-  for f in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/real /run/vhostfix \
+  # (/run/vhostfix: the sockets the units could make there, not the directory,
+  # where any proxy on the machine keeps its admin socket.)
+  for f in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/real \
+    /run/vhostfix/libvirt-sock /run/vhostfix/libvirt-sock-ro \
     /etc/systemd/system/libvirtd.socket.d /etc/systemd/system/sockets.target.d /etc/tmpfiles.d/vhostfix-transparent.conf \
     /etc/vhostfix/vhostfix.toml /usr/lib/systemd/system/vhostfix-proxy.service /usr/lib/systemd/system/vhostfix-proxy.socket \
     /usr/bin/vhostfix /var/lib/dpkg/status; do
