@@ -264,7 +264,7 @@ static TABLE: &[Directive] = &[
     // [Socket]
     d("ListenStream", K, None, SOCKET),
     Directive {
-        before: "ignored: sockets are passed without names, which the proxy must then tell apart itself",
+        before: "ignored: sockets are passed without names; the proxy tells them apart by their paths",
         ..d("FileDescriptorName", K, Some(227), SOCKET)
     },
     d("Service", K, None, SOCKET),

@@ -96,6 +96,12 @@ wait_for() {
   return 1
 }
 
+# alive PID: PID runs. A daemon that exited may stay a zombie for a while
+# (its parent, PID 1 here, reaps late): that is not running.
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" != Z ]
+}
+
 # stop_pid PID: stop a process this suite started (by its id), waiting up to 10 s.
 stop_pid() {
   [ -n "${1:-}" ] || return 0
@@ -122,8 +128,9 @@ need_root() {
   fi
 }
 
-# Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
-libvirt_up() {
+# What a libvirt daemon started by hand needs from the machine: the users and
+# groups of Debian's packages, /dev/kvm as udev would set it.
+libvirt_prereqs() {
   getent group kvm >/dev/null || groupadd -r kvm
   getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
   getent group libvirt >/dev/null || groupadd -r libvirt
@@ -138,13 +145,29 @@ libvirt_up() {
     on_exit "chown $(stat -c %U:%G /dev/kvm) /dev/kvm; chmod $(stat -c %a /dev/kvm) /dev/kvm"
     chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
   fi
+}
+
+# host_daemon_pid NAME: the pid of this machine's own daemon NAME: root's
+# (not a user's session daemon), in this mount namespace (not a container's)
+# and with root / (not a chroot's). Empty when none runs.
+host_daemon_pid() {
+  local p
+  for p in $(pgrep -u 0 -x "$1"); do
+    [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
+      [ "$(readlink "/proc/$p/root")" = / ] && { echo "$p"; return 0; }
+  done
+}
+
+# Start virtlogd and libvirtd as in the project's hook facts (root, no systemd).
+libvirt_up() {
+  libvirt_prereqs
   # Stop on exit only the daemons started here, by the PID in their pidfile
   # (a pidfile left by a daemon that was killed is removed first). A daemon
   # runs already when its system pidfile names a live process: a user's
   # session libvirtd, or a container's, is not this host's system daemon.
   local d
   for d in virtlogd libvirtd; do
-    [ -s "/run/$d.pid" ] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null && continue
+    [ -n "$(host_daemon_pid "$d")" ] && continue
     rm -f "/run/$d.pid"
     no_lock "$d" -d
     wait_for "[ -s /run/$d.pid ] && kill -0 \$(cat /run/$d.pid)" 10
@@ -159,15 +182,21 @@ libvirt_up() {
 # daemons that ran before it. Waits for the pidfile, not for the sockets
 # (ARGS may move them).
 libvirtd_start_again() {
-  local old=$1 new i
+  local old=$1 new
   shift
   stop_pid "$old"
   rm -f /run/libvirtd.pid
   no_lock libvirtd -d "$@"
   wait_for "[ -s /run/libvirtd.pid ]" 10
   new=$(cat /run/libvirtd.pid 2>/dev/null)
+  cleanup_pid_moved "$old" "$new"
+}
+# cleanup_pid_moved OLD NEW: a daemon this suite is to stop on exit now runs
+# as NEW (restarted): stop NEW instead of OLD.
+cleanup_pid_moved() {
+  local i
   for i in "${!T_CLEANUP[@]}"; do
-    [ "${T_CLEANUP[$i]}" = "stop_pid $old" ] && T_CLEANUP[$i]="stop_pid $new"
+    [ "${T_CLEANUP[$i]}" = "stop_pid $1" ] && T_CLEANUP[$i]="stop_pid $2"
   done
   return 0
 }
@@ -238,10 +267,58 @@ PY
   t_eq "$desc (VHOSTFIX_BLESS=1 rewrites it)" "$text" "$shown"
 }
 
+# tcg_domain NAME: a small TCG guest without disk (it boots nothing and just
+# runs), with a user-mode NIC and a VNC display for screenshots.
+tcg_domain() {
+  cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='user'><model type='virtio'/></interface>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+  </devices>
+</domain>
+XML
+}
+
 # Define-or-create helpers that always clean up after themselves.
 # vm_define FILE NAME: define, and undefine (after destroy) on exit.
 vm_cleanup_on_exit() {
   on_exit "${VIRSH[*]} destroy '$1'; ${VIRSH[*]} undefine '$1' --managed-save --nvram"
+}
+
+# syslog_capture: from now on, keep what programs log to syslog (/dev/log),
+# for hook_log. Without a syslog daemon, the datagrams are received into
+# $T_TMP/syslog; with a live one, its file is read from the current end on.
+SYSLOG=$T_TMP/syslog
+LOG_FROM=
+syslog_capture() {
+  local f
+  if [ -S /dev/log ] && socat -u OPEN:/dev/null UNIX-CLIENT:/dev/log 2>/dev/null; then
+    for f in /var/log/syslog /var/log/messages; do
+      [ -f "$f" ] && { LOG_FROM="$f:$(stat -c %s "$f")"; break; }
+    done
+    t_log "a syslog daemon owns /dev/log; reading ${LOG_FROM%:*}"
+  else
+    rm -f /dev/log # absent, or a dead socket nobody listens on
+    # Started directly (not through a function) so that $! is socat itself.
+    socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" {T_LOCK_FD}>&- &
+    on_exit "stop_pid $!; rm -f /dev/log"
+    wait_for "[ -S /dev/log ]" 10 || t_fail "syslog receiver on /dev/log did not start"
+  fi
+}
+# hook_log: vhostfix's syslog messages since syslog_capture, one per line
+# (datagrams carry no newline: split before every RFC 3164 header).
+hook_log() {
+  if [ -n "$LOG_FROM" ]; then
+    tail -c +"$((${LOG_FROM##*:} + 1))" "${LOG_FROM%:*}"
+  else
+    [ -f "$SYSLOG" ] && cat "$SYSLOG"
+  fi | sed -E 's/<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} /\n&/g' | grep -a 'vhostfix\[[0-9]*\]: '
 }
 
 # Open vSwitch with DPDK and no hugepages (see the project's OVS notes).

@@ -35,14 +35,8 @@ release_libvirt() {
 # host_libvirtd_aside: stop the host's own libvirtd (root /), if one runs, and
 # start it again on exit. Under systemd it is left alone (and runs beside).
 host_libvirtd_aside() {
-  local p pid=
-  for p in $(pgrep -x libvirtd); do
-    # ours: root's (not a user's session daemon), same mount namespace as
-    # this shell (not a container's), root / (not a chroot's)
-    [ "$(stat -c %u "/proc/$p")" = 0 ] &&
-      [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] &&
-      [ "$(readlink "/proc/$p/root")" = / ] && pid=$p
-  done
+  local pid
+  pid=$(host_daemon_pid libvirtd)
   [ -n "$pid" ] || return 0
   if [ "$(cat /proc/1/comm)" = systemd ]; then
     t_log "the host's libvirtd (pid $pid) runs under systemd: the release's runs beside it"
@@ -51,7 +45,7 @@ host_libvirtd_aside() {
   t_log "stopping the host's libvirtd (pid $pid) while the release's runs; started again on exit"
   stop_pid "$pid"
   on_exit "host_libvirtd_restart $pid"
-  ! kill -0 "$pid" 2>/dev/null
+  ! alive "$pid"
 }
 # host_libvirtd_restart OLDPID: start the host's libvirtd again; where this
 # suite was to stop OLDPID on exit, it now stops the new daemon instead.

@@ -25,7 +25,6 @@ FIX=$REPO/tests/system/fixtures
 HOOKD=/etc/libvirt/hooks/qemu.d
 HOOK=$HOOKD/50-vhostfix-test-names   # -> $VHOSTFIX
 HELPER=$REPO/packaging/libvirt-hooks
-SYSLOG=$T_TMP/syslog
 UUID_PREFIX=6f0c1e2a-5b7d-4c3e-9a10-00000000   # + 4 hex digits per domain
 
 need_root
@@ -66,25 +65,7 @@ t_check "libvirt knows QEMU's capabilities (probed once)" \
   timeout 300 "${VIRSH[@]}" domcapabilities --virttype qemu --arch x86_64
 
 # --- the hook's log (syslog; received here when no syslog daemon runs) -------
-LOG_FROM=
-if [ -S /dev/log ] && socat -u OPEN:/dev/null UNIX-CLIENT:/dev/log 2>/dev/null; then
-  for f in /var/log/syslog /var/log/messages; do
-    [ -f "$f" ] && { LOG_FROM="$f:$(stat -c %s "$f")"; break; }
-  done
-else
-  rm -f /dev/log
-  socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" {T_LOCK_FD}>&- &
-  SOCAT_PID=$!
-  on_exit "stop_pid $SOCAT_PID; rm -f /dev/log"
-  wait_for "[ -S /dev/log ]" 10 || t_fail "syslog receiver on /dev/log did not start"
-fi
-hook_log() {
-  if [ -n "$LOG_FROM" ]; then
-    tail -c +"$((${LOG_FROM##*:} + 1))" "${LOG_FROM%:*}"
-  else
-    [ -f "$SYSLOG" ] && cat "$SYSLOG"
-  fi | sed -E 's/<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} /\n&/g' | grep -a 'vhostfix\[[0-9]*\]: '
-}
+syslog_capture
 
 # --- the hook, in the real qemu.d ---------------------------------------------
 if [ ! -d "$HOOKD" ]; then

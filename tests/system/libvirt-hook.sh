@@ -30,7 +30,6 @@ HOOKD=/etc/libvirt/hooks/qemu.d
 HOOK=$HOOKD/50-vhostfix-test           # -> $VHOSTFIX
 REC=$HOOKD/60-vhostfix-test-record     # records every call libvirt makes
 CALLS=$T_TMP/calls
-SYSLOG=$T_TMP/syslog
 OVS_LOG=/var/log/openvswitch/ovs-vswitchd.log
 SOCK=/run/vhu-test/vhu0.sock           # the seed domain's socket
 SECONDS=0
@@ -67,32 +66,7 @@ sed -e "s|<name>win2019-vhu</name>|<name>$SEED_NAME</name>|" -e '/<uuid>/d' \
   "$REPO/examples/windows-vhostuser.xml" >"$SEED"
 
 # --- the hook's log -----------------------------------------------------------
-# The hook logs to syslog when /dev/log exists. Without a syslog daemon, receive
-# the datagrams here; with a live one, read what it wrote from the start on.
-LOG_FROM=
-if [ -S /dev/log ] && socat -u OPEN:/dev/null UNIX-CLIENT:/dev/log 2>/dev/null; then
-  for f in /var/log/syslog /var/log/messages; do
-    [ -f "$f" ] && { LOG_FROM="$f:$(stat -c %s "$f")"; break; }
-  done
-  t_log "a syslog daemon owns /dev/log; reading ${LOG_FROM%:*}"
-else
-  rm -f /dev/log # absent, or a dead socket nobody listens on
-  # Started directly (not through a function) so that $! is socat itself.
-  socat -u UNIX-RECV:/dev/log,mode=0666 "OPEN:$SYSLOG,creat,append" {T_LOCK_FD}>&- &
-  SOCAT_PID=$!
-  on_exit "stop_pid $SOCAT_PID; rm -f /dev/log"
-  wait_for "[ -S /dev/log ]" 10 || t_fail "syslog receiver on /dev/log did not start"
-fi
-# hook_log: the hook's syslog messages, one per line (datagrams carry no newline:
-# split before every RFC 3164 header).
-hook_log() {
-  local src
-  if [ -n "$LOG_FROM" ]; then
-    tail -c +"$((${LOG_FROM##*:} + 1))" "${LOG_FROM%:*}"
-  else
-    [ -f "$SYSLOG" ] && cat "$SYSLOG"
-  fi | sed -E 's/<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} /\n&/g' | grep -a 'vhostfix\[[0-9]*\]: '
-}
+syslog_capture
 # verdicts NAME: the hook's decisions for a domain, e.g. "prepare/begin:allow".
 # Only the phases the hook checks; the others are logged as "nothing to check".
 verdicts() {

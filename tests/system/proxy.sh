@@ -80,10 +80,9 @@ sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' \
 undefine win-attach
 vm_cleanup_on_exit win-attach
 "${VD[@]}" define "$NONIC" >/dev/null
-cp "$REPO/tests/system/fixtures/nic-e1000-vhostuser.xml" "$D/nic.xml"
-out=$("${VD[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
+out=$("${VD[@]}" attach-device win-attach "$REPO/tests/system/fixtures/vhu-nic-e1000.xml" --config 2>&1)
 t_contains "direct attach-device of an e1000 vhost-user NIC is refused" "$out" "virtio-net"
-out=$("${VPV[@]}" attach-device win-attach "$D/nic.xml" --config 2>&1)
+out=$("${VPV[@]}" attach-device win-attach "$REPO/tests/system/fixtures/vhu-nic-e1000.xml" --config 2>&1)
 t_contains "attach-device --config through the proxy succeeds" "$out" "Device attached successfully"
 xml=$("${VD[@]}" dumpxml --inactive win-attach)
 t_contains "attached NIC is virtio" "$xml" "<model type='virtio'/>"
@@ -334,19 +333,7 @@ t_contains "200 concurrent clients each doing calls" "$out" "clients done: 200"
 
 # A broad session, through the proxy and directly: same answers.
 TINY=vhfx-proxy-tcg
-cat >"$D/tiny.xml" <<XML
-<domain type='qemu'>
-  <name>$TINY</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <interface type='user'><model type='virtio'/></interface>
-    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
-    <video><model type='vga'/></video>
-  </devices>
-</domain>
-XML
+tcg_domain "$TINY" >"$D/tiny.xml"
 undefine "$TINY"
 vm_cleanup_on_exit "$TINY"
 "${VP[@]}" define "$D/tiny.xml" >/dev/null

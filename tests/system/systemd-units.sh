@@ -28,81 +28,22 @@
 # container needs no /dev/kvm; guests are only defined, never started.
 T_NAME=systemd-units.sh
 . "$(dirname "$0")/../lib/common.sh"
-need_root
-
 . "$(dirname "$0")/../lib/nspawn.sh"
+need_root
 ct_require
+[ -e /lib/systemd/system/libvirtd.socket ] || ct_skip "libvirtd.socket not installed (libvirt-daemon-system)"
 [ -x "$VHOSTFIX" ] || { echo "$T_NAME: $VHOSTFIX missing: run cargo build --release" >&2; exit 2; }
 
 system_lock
 
 D=$T_TMP
-SEED=$REPO/examples/windows-vhostuser.xml
 NAME=win2019-vhu
-
-ct_prepare vhostfix-units || ct_skip "cannot mount an overlayfs over /"
-
-# The .deb for step 4, built as packaging/INSTALL.md says unless a current
-# one is there.
-DEB=$(deb_current)
-
-# Install the package's files where the .deb and the .rpm put them (Cargo.toml
-# [package.metadata.deb] / [package.metadata.generate-rpm] assets). On the same
-# machine, whatever vhostfix the host may have installed is overwritten.
-UNITS=/usr/lib/systemd/system
-# The proxy's files where the packages put them: binary, units, generator,
-# tmpfiles.d, transparent-mode.
-install_proxy_files() {
-  install -D -m 0755 "$VHOSTFIX" "$ROOT/usr/bin/vhostfix"
-  local u
-  for u in vhostfix-proxy.service vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-proxy-failure.service; do
-    install -D -m 0644 "$REPO/packaging/systemd/$u" "$ROOT$UNITS/$u"
-  done
-  install -D -m 0755 "$REPO/packaging/systemd-generator" "$ROOT/usr/lib/systemd/system-generators/vhostfix-generator"
-  install -D -m 0644 "$REPO/packaging/vhostfix-tmpfiles.conf" "$ROOT/usr/lib/tmpfiles.d/vhostfix.conf"
-  install -D -m 0755 "$REPO/packaging/transparent-mode" "$ROOT/usr/lib/vhostfix/transparent-mode"
-}
-install_proxy_files
-install -D -m 0644 "$REPO/packaging/vhostfix.toml" "$ROOT/etc/vhostfix/vhostfix.toml"
-# The man pages (Documentation=man:vhostfix-proxy(1)), made as
-# packaging/build-assets.sh makes them.
-install -d -m 0755 "$ROOT/usr/share/man/man1"
-"$VHOSTFIX" man --dir "$D/man" && gzip -9nf "$D"/man/*.1 && install -m 0644 "$D"/man/*.1.gz "$ROOT/usr/share/man/man1/"
-install -D -m 0644 "$SEED" "$ROOT/root/windows-vhostuser.xml"
-install -D -m 0644 "$REPO/packaging/rpm/preun.sh" "$ROOT/root/preun.sh"
-[ -n "$DEB" ] && install -D -m 0644 "$DEB" "$ROOT/root/vhostfix.deb"
-# The host's own vhostfix units or transparent-mode leftovers must not leak
-# into the container's starting point.
-rm -rf "$ROOT"/etc/systemd/system/{libvirtd,libvirtd-ro,libvirtd-admin,vhostfix-proxy,vhostfix-proxy-ro}.socket.d \
-  "$ROOT"/etc/systemd/system/{vhostfix-proxy.service.d,sockets.target.d} "$ROOT/etc/tmpfiles.d/vhostfix-transparent.conf" \
-  "$ROOT"/etc/systemd/system/*.wants/vhostfix-proxy* "$ROOT/var/lib/vhostfix"
+ct_prepare units
+ct_install_packaged
 install -D -m 0644 "$REPO/tests/system/fixtures/sandbox-probe.py" "$ROOT/usr/local/lib/vhostfix-sandbox-probe.py"
-
-# What the host has now, to check afterwards that the container left it alone.
-host_state() {
-  local f
-  # /run/vhostfix without its time: any proxy on the host (another job's
-  # too) adds and removes its admin socket there.
-  printf '/run/vhostfix %s\n' "$(stat -c '%i %a' /run/vhostfix 2>/dev/null || echo absent)"
-  for f in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/real \
-    /etc/systemd/system/libvirtd.socket.d /etc/systemd/system/sockets.target.d /etc/tmpfiles.d/vhostfix-transparent.conf \
-    /etc/vhostfix/vhostfix.toml /usr/lib/systemd/system/vhostfix-proxy.service /usr/lib/systemd/system/vhostfix-proxy.socket \
-    /usr/lib/systemd/system-generators/vhostfix-generator /var/lib/vhostfix /usr/bin/vhostfix /var/lib/dpkg/status; do
-    printf '%s %s\n' "$f" "$(stat -c '%i %a %Y' "$f" 2>/dev/null || echo absent)"
-  done
-  printf 'libvirtd %s\n' "$(pgrep -u 0 -x libvirtd | tr '\n' ' ')"
-  printf 'vhostfix %s\n' "$(pgrep -x vhostfix | tr '\n' ' ')"
-}
 HOST_BEFORE=$(host_state)
 
-t0=$SECONDS
-if boot_container; then
-  t_ok "systemd boots in the container ($((SECONDS - t0)) s, $(in_ct systemctl is-system-running))"
-else
-  t_fail "systemd boots in the container" "$(nspawn_log)"
-  t_done
-  exit 1
-fi
+boot_first
 t_eq "the container runs Debian's socket-activated libvirtd" "active" "$(in_ct systemctl is-active libvirtd.socket)"
 t_eq "the units are valid (systemd-analyze verify)" "" \
   "$(in_ct systemd-analyze verify vhostfix-proxy.socket vhostfix-proxy-ro.socket vhostfix-proxy.service 2>&1 |
@@ -229,7 +170,7 @@ t_eq "... without it the filter is an allow list again" "@" \
 in_sh "sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' \
   -e 's/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f01/5f1c2a0e-8d4b-4a53-9a6e-2b7c9d1e0f02/' /root/windows-vhostuser.xml >/root/win-nonic.xml &&
   virsh -q -c '$DIRECT_URI' define /root/win-nonic.xml >/dev/null"
-install -m 0644 "$REPO/tests/system/fixtures/nic-e1000-vhostuser.xml" "$ROOT/root/nic.xml"
+install -m 0644 "$REPO/tests/system/fixtures/vhu-nic-e1000.xml" "$ROOT/root/nic.xml"
 in_ct timeout 20 virsh -c "$PROXY_URI" event --all --loop --timeout 8 >"$D/events.out" 2>&1 &
 EVENTS_PID=$!
 sleep 1
@@ -405,28 +346,7 @@ t_check "the proxy's restart keeps /run/libvirt/libvirt-sock (plain virsh right 
 
 # After a reboot everything must come up on its own: tmpfiles.d creates the
 # directories, libvirtd's sockets listen in /run/libvirt/real, the proxy's at
-# the canonical paths (sockets.target wants them). On a reboot, nspawn exits
-# (status 133, which systemd-nspawn@.service restarts on): boot the same
-# overlay again.
-# Reboots the container; on failure REBOOT_ERR says why.
-REBOOT_ERR=
-reboot_container() {
-  local rc
-  REBOOT_ERR=
-  in_ct systemctl reboot
-  if wait_for "! kill -0 $NSPAWN_PID" 60; then
-    wait "$NSPAWN_PID"
-    rc=$?
-    NSPAWN_PID=
-  else
-    rc="none (still running after 60 s)"
-    stop_container
-  fi
-  remove_cgroups
-  CGROUPS=()
-  REBOOT_ERR="nspawn exit status $rc"
-  [ "$rc" = 133 ] && boot_container
-}
+# the canonical paths (sockets.target wants them).
 if reboot_container; then
   t_ok "the container reboots"
   t_eq "after reboot: the proxy's sockets listen, the proxy waits for its first client" "active active inactive" \
@@ -434,7 +354,7 @@ if reboot_container; then
   in_ct virsh -q -c qemu:///system list >/dev/null 2>&1
   check_transparent "after reboot"
 else
-  t_fail "the container reboots" "$REBOOT_ERR" "$(nspawn_log)"
+  t_fail "the container reboots" "nspawn exit status $REBOOT_RC" "$(nspawn_log)"
 fi
 
 check_direct() { # LABEL
@@ -599,7 +519,7 @@ if reboot_container; then
     "$(in_ct systemctl is-active vhostfix-proxy.socket vhostfix-proxy-ro.socket | paste -sd' ')"
   check_handed_back "after reboot"
 else
-  t_fail "the container reboots after the hand-back" "$REBOOT_ERR" "$(nspawn_log)"
+  t_fail "the container reboots after the hand-back" "nspawn exit status $REBOOT_RC" "$(nspawn_log)"
 fi
 out=$(in_ct "$TM" enable 2>&1)
 t_eq "transparent-mode enable puts the proxy back (the operator's explicit step)" 0 "$?"
