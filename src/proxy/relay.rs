@@ -21,7 +21,7 @@ use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
 use super::stats::Stats;
 use super::upstream::Lookup;
-use crate::rpc::error::{error_reply, FROM_REMOTE, NO_CONNECT};
+use crate::rpc::error::{error_reply, FROM_RPC, SYSTEM_ERROR};
 use crate::rpc::frame::{payload, status, Header, PROG_REMOTE};
 use crate::rpc::procs;
 use crate::rpc::transport::{
@@ -246,7 +246,7 @@ impl ClientToLibvirt {
                     "vhostfix proxy: cannot reach libvirt at {}: {e} (is libvirtd or virtqemud running?)",
                     path.display()
                 );
-                self.answer_error(h, NO_CONNECT, FROM_REMOTE, &msg);
+                self.answer_error(h, SYSTEM_ERROR, FROM_RPC, &msg);
                 return false;
             }
         };
@@ -255,7 +255,7 @@ impl ClientToLibvirt {
         widen_send_buffer(&upstream);
         if let Err(e) = self.start_down(&upstream) {
             log::error!("{}: {e}", self.who);
-            self.answer_error(h, NO_CONNECT, FROM_REMOTE, "vhostfix proxy: out of threads");
+            self.answer_error(h, SYSTEM_ERROR, FROM_RPC, "vhostfix proxy: out of threads");
             return false;
         }
         log::debug!(
@@ -289,7 +289,7 @@ impl ClientToLibvirt {
                     "vhostfix proxy: too many connections are opening at once (proxy.max_unauthenticated = {}); try again",
                     limits.max_unauthenticated
                 );
-                self.answer_error(h, NO_CONNECT, FROM_REMOTE, &msg);
+                self.answer_error(h, SYSTEM_ERROR, FROM_RPC, &msg);
                 false
             }
         }
