@@ -147,16 +147,23 @@ impl ClientToLibvirt {
         let Some((len, h)) = self.reader.next_passthrough_frame()? else {
             return Ok(false);
         };
-        self.handle.observe(&h, true);
-        match self.upstream.as_ref() {
-            Some(up) => self.reader.splice_frame(len, up).map(|()| true),
-            None => Err(ReadError::Eof),
-        }
+        let (Some(up), reader) = (self.upstream.as_ref(), &mut self.reader) else {
+            return Err(ReadError::Eof);
+        };
+        // A call the drain refuses is read whole and answered (`relay`).
+        self.handle.pass(
+            &h,
+            || reader.splice_frame(len, up).map(|()| true),
+            || Ok(false),
+        )
     }
 
     /// Decides on one frame read from the client and acts on it.
     fn relay(&mut self, h: &Header, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
         let mut action = FrameAction::Forward;
+        if h.is_call() && self.handle.draining() && !procs::releases(h.prog, h.procedure) {
+            return self.refuse_draining(h);
+        }
         if h.prog == PROG_REMOTE && h.is_call() {
             if h.procedure == procs::CONNECT_OPEN {
                 if let Ok(uri) = Xdr::new(payload(bytes)).opt_string() {
@@ -174,18 +181,34 @@ impl ClientToLibvirt {
         let Some(upstream) = self.upstream.as_ref() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
+        let refuse = || self.refuse_draining(h);
         match action {
             FrameAction::Forward => {
-                self.handle.observe(h, true);
-                write_frame(upstream, bytes, fds)
+                self.handle
+                    .pass(h, || write_frame(upstream, bytes, fds), refuse)
             }
             FrameAction::Replace(b) => {
-                self.handle.observe(h, true);
-                write_frame(upstream, &b, fds)
+                self.handle
+                    .pass(h, || write_frame(upstream, &b, fds), refuse)
             }
             // The call's fds (if any) are closed when dropped.
             FrameAction::Deny(reply) => self.to_client(&reply),
         }
+    }
+
+    /// Answers a call that came after SIGTERM, instead of sending it: with
+    /// the error libvirt's own client reports for a connection it lost
+    /// (VIR_ERR_SYSTEM_ERROR from VIR_FROM_RPC), which clients such as nova
+    /// and vdsm take as "reconnect".
+    fn refuse_draining(&self, h: &Header) -> std::io::Result<()> {
+        let name = match h.prog {
+            PROG_REMOTE => procs::proc_name(h.procedure).map(str::to_string),
+            _ => None,
+        }
+        .unwrap_or_else(|| format!("procedure {}", h.procedure));
+        let msg =
+            format!("vhostfix proxy: stopping; {name} was not sent to libvirt (connect again)");
+        self.to_client(&error_reply(h, SYSTEM_ERROR, FROM_RPC, &msg))
     }
 
     fn count(&self, o: Outcome) {
@@ -392,7 +415,6 @@ fn libvirt_to_client(
         reader.set_poll(poll_period(shared));
         match reader.next_passthrough_frame() {
             Ok(Some((len, h))) => {
-                handle.observe(&h, false);
                 let sent = match client.lock() {
                     Ok(c) => reader.splice_frame(len, &c),
                     Err(_) => break,
@@ -401,6 +423,7 @@ fn libvirt_to_client(
                     stop(e);
                     break;
                 }
+                handle.delivered(&h);
                 continue;
             }
             Ok(None) => {}
@@ -416,8 +439,8 @@ fn libvirt_to_client(
                 break;
             }
         };
-        if let Some(h) = Header::of_frame(f.bytes) {
-            handle.observe(&h, false);
+        let header = Header::of_frame(f.bytes);
+        if let Some(h) = header {
             if h.prog == PROG_REMOTE
                 && h.procedure == procs::CONNECT_OPEN
                 && h.is_reply()
@@ -435,6 +458,10 @@ fn libvirt_to_client(
         };
         if sent.is_err() {
             break;
+        }
+        // Counted as answered only now that the client has it all.
+        if let Some(h) = header {
+            handle.delivered(&h);
         }
     }
     // The daemon closed (CONNECT_CLOSE, restart): the client sees EOF.
