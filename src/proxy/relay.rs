@@ -47,6 +47,10 @@ pub(crate) fn who(c: &PeerCred) -> String {
 pub(crate) struct Route {
     pub(crate) listen: PathBuf,
     pub(crate) upstream: PathBuf,
+    /// Root, or a member of `allowed_groups`: not held to
+    /// `auth_timeout_seconds` (libvirtd itself has no such deadline; it is
+    /// there so that strangers cannot hold connections that never open).
+    pub(crate) trusted: bool,
 }
 
 /// Relays one admitted client until either side closes. `ticket` is its
@@ -74,7 +78,8 @@ pub(crate) fn serve(
         frame_timeout: Duration::from_secs(pc.frame_timeout_seconds.into()),
         max_frame: (pc.max_call_mib as usize) << 20,
         budget: (cred.uid != 0).then(|| shared.budget.clone()),
-        open_by: Some(Instant::now() + Duration::from_secs(pc.auth_timeout_seconds.into())),
+        open_by: (!route.trusted)
+            .then(|| Instant::now() + Duration::from_secs(pc.auth_timeout_seconds.into())),
         opened,
     };
     let mut up = ClientToLibvirt {

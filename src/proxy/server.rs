@@ -322,6 +322,9 @@ fn admit_one(client: UnixStream, l: &Listener, shared: &Arc<Shared>) {
     let route = Route {
         listen: l.path.clone(),
         upstream: l.upstream.clone(),
+        // Whom the read-write socket admits; only others must open their
+        // libvirt connection within auth_timeout_seconds.
+        trusted: admit::allowed(&cred, false, &settings.allowed_gids),
     };
     let sh = shared.clone();
     let spawned = std::thread::Builder::new()
