@@ -47,6 +47,8 @@ pub(crate) fn who(c: &PeerCred) -> String {
 pub(crate) struct Route {
     pub(crate) listen: PathBuf,
     pub(crate) upstream: PathBuf,
+    /// The sockets for the proxy's own lookups, in order of preference.
+    pub(crate) lookup: Vec<PathBuf>,
     /// Root, or a member of `allowed_groups`: not held to
     /// `auth_timeout_seconds` (libvirtd itself has no such deadline; it is
     /// there so that strangers cannot hold connections that never open).
@@ -84,7 +86,11 @@ pub(crate) fn serve(
     };
     let mut up = ClientToLibvirt {
         reader: FrameReader::new(client).guarded(guard),
-        lookup: Lookup::new(route.upstream.clone()),
+        lookup: Lookup::new(
+            route.lookup.clone(),
+            shared.lookups.clone(),
+            settings.lookup_sasl.clone(),
+        ),
         handle: handle.clone(),
         who: who.clone(),
         cred,

@@ -243,16 +243,36 @@ fn listeners(opts: &Options, pc: &ProxyConfig) -> Result<Vec<Listener>> {
             let up = if read_only { &upstream_ro } else { &upstream };
             out.push(Listener::passed(sock, path, up.clone(), read_only));
         }
-        return Ok(out);
+        return Ok(with_lookups(out, &upstream_ro));
     }
     let listen = opts.listen.clone().unwrap_or(pc.listen.clone());
     let listen_ro = opts.listen_ro.clone().or(non_empty(&pc.listen_ro));
     let gid = listen::group_id(&pc.socket_group).context("proxy.socket_group")?;
     let mut out = vec![Listener::bind(&listen, pc.mode(), gid, upstream, false)?];
     if let Some(ro) = &listen_ro {
-        out.push(Listener::bind(ro, pc.mode_ro(), gid, upstream_ro, true)?);
+        out.push(Listener::bind(
+            ro,
+            pc.mode_ro(),
+            gid,
+            upstream_ro.clone(),
+            true,
+        )?);
     }
-    Ok(out)
+    Ok(with_lookups(out, &upstream_ro))
+}
+
+/// The proxy's lookups (guest OS, libvirt release) read only, so they go to
+/// libvirt's read-only socket first: on a host where the read-write socket
+/// asks for SASL (`auth_unix_rw = "sasl"`, as oVirt configures it) root
+/// still reads there without authenticating. The read-write socket is the
+/// fallback (a read-only socket that is missing or asks for more).
+fn with_lookups(mut listeners: Vec<Listener>, upstream_ro: &Path) -> Vec<Listener> {
+    for l in &mut listeners {
+        if !l.read_only {
+            l.lookup = vec![upstream_ro.to_path_buf(), l.upstream.clone()];
+        }
+    }
+    listeners
 }
 
 /// Accepts every pending client of one socket. False when accept failed for
@@ -322,6 +342,7 @@ fn admit_one(client: UnixStream, l: &Listener, shared: &Arc<Shared>) {
     let route = Route {
         listen: l.path.clone(),
         upstream: l.upstream.clone(),
+        lookup: l.lookup.clone(),
         // Whom the read-write socket admits; only others must open their
         // libvirt connection within auth_timeout_seconds.
         trusted: admit::allowed(&cred, false, &settings.allowed_gids),

@@ -6,9 +6,11 @@ use super::admit::{AdmissionLimits, Tally};
 use super::connection::Handle;
 use super::listen;
 use super::stats::Stats;
+use super::upstream::LookupHealth;
 use crate::config::{self, Config, ProxyConfig};
 use crate::core::rules::{Guests, TargetModel};
 use crate::logging::RateLimited;
+use crate::rpc::sasl::Credentials;
 use crate::rpc::transport::Budget;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Settings {
     pub(crate) config: Config,
     pub(crate) allowed_gids: Vec<u32>,
+    /// SASL credentials for the proxy's lookups, if configured.
+    pub(crate) lookup_sasl: Option<Arc<Credentials>>,
 }
 
 impl Settings {
@@ -38,12 +42,39 @@ impl Settings {
             .iter()
             .map(|g| listen::group_id(g).context("proxy.allowed_groups"))
             .collect::<Result<Vec<u32>>>()?;
+        let lookup_sasl = lookup_credentials(&config.proxy)?.map(Arc::new);
         log::info!("proxy: configuration from {source}");
         Ok(Settings {
             config,
             allowed_gids,
+            lookup_sasl,
         })
     }
+}
+
+/// `lookup_sasl_username` with the first line of `lookup_sasl_password_file`.
+fn lookup_credentials(pc: &ProxyConfig) -> Result<Option<Credentials>> {
+    if pc.lookup_sasl_username.is_empty() {
+        return Ok(None);
+    }
+    let f = &pc.lookup_sasl_password_file;
+    let text = std::fs::read_to_string(f).with_context(|| {
+        format!(
+            "proxy.lookup_sasl_password_file: {}: cannot read",
+            f.display()
+        )
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        anyhow::bail!(
+            "proxy.lookup_sasl_password_file: {}: the first line (the password) is empty",
+            f.display()
+        );
+    }
+    Ok(Some(Credentials {
+        username: pc.lookup_sasl_username.clone(),
+        password,
+    }))
 }
 
 /// The admission limits of a `[proxy]` table.
@@ -64,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) tally: Arc<Tally>,
     pub(crate) budget: Arc<Budget>,
     pub(crate) stats: Stats,
+    /// Whether the proxy's own lookup connections open.
+    pub(crate) lookups: Arc<LookupHealth>,
     /// Rate limits for lines a client can provoke.
     pub(crate) refusal_log: RateLimited,
     pub(crate) client_log: RateLimited,
@@ -83,6 +116,7 @@ impl Shared {
             tally: Arc::new(Tally::default()),
             budget: Arc::new(budget),
             stats: Stats::default(),
+            lookups: Arc::new(LookupHealth::default()),
             refusal_log: RateLimited::new(Duration::from_secs(10)),
             client_log: RateLimited::new(Duration::from_secs(1)),
             upstream_log: RateLimited::new(Duration::from_secs(10)),
@@ -135,6 +169,10 @@ impl Shared {
             ("buffered_bytes_unprivileged", self.budget.used() as u64),
         ];
         v.extend(self.stats.pairs());
+        v.push((
+            "lookup_failures",
+            self.lookups.failures.load(Ordering::Relaxed),
+        ));
         v
     }
 }
