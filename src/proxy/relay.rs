@@ -88,7 +88,7 @@ pub(crate) fn serve(
         reader: FrameReader::new(client).guarded(guard),
         lookup: Lookup::new(
             route.lookup.clone(),
-            shared.lookups.clone(),
+            shared.lookup_health(&route.lookup),
             settings.lookup_sasl.clone(),
         ),
         handle: handle.clone(),

@@ -11,9 +11,10 @@
 //! goes to libvirt's read-only socket first (see `server::with_lookups`).
 //!
 //! A lookup connection that cannot be opened is not tried again for
-//! [`RETRY_AFTER`], by any client's lookups ([`LookupHealth`]), and each new
-//! reason is logged once: otherwise every device call on a host where it
-//! fails would cost a failed connection and a warning.
+//! [`RETRY_AFTER`] by any client's lookups over the same sockets
+//! ([`LookupHealth`]), and each new reason is logged once: otherwise every
+//! device call on a host where it fails would cost a failed connection and
+//! a warning.
 
 use crate::core::rules::LibvirtVersion;
 use crate::rpc::client::{Client, RpcError};
