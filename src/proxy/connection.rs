@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 /// While draining, a connection whose last call was answered this recently
 /// stays open, so that a client that is done can close it itself (virsh
 /// unregisters its close callback and sends CONNECT_CLOSE right after its
-/// command; cut before that, it reports "Failed to disconnect"). New calls
-/// are refused meanwhile, and refusals do not extend it.
+/// command; if CONNECT_CLOSE fails, virsh.c reports "Failed to disconnect
+/// from the hypervisor"). New calls are refused meanwhile, and refusals do
+/// not extend it.
 const GRACE: Duration = Duration::from_millis(250);
 
 /// What the server keeps about a live connection, to drain and close it.
