@@ -149,6 +149,12 @@ pub(crate) struct ProxyConfig {
     pub(crate) fixed_abi_calls: FixedAbiAction,
     /// Unreadable XML or a failed domain lookup: "allow" forwards the call unchanged.
     pub(crate) on_error: OnError,
+    /// SASL user for the proxy's own lookups, where libvirt asks for SASL on
+    /// the read-only socket too (empty: none; the read-only socket usually
+    /// needs no authentication).
+    pub(crate) lookup_sasl_username: String,
+    /// File whose first line is that user's password.
+    pub(crate) lookup_sasl_password_file: PathBuf,
     /// Seconds SIGTERM waits for calls in flight before closing connections.
     pub(crate) drain_seconds: u32,
     /// What transparent mode does when the proxy fails for good (systemd gave
@@ -194,6 +200,8 @@ impl Default for ProxyConfig {
             action: ProxyAction::Fix,
             fixed_abi_calls: FixedAbiAction::Forward,
             on_error: OnError::Allow,
+            lookup_sasl_username: String::new(),
+            lookup_sasl_password_file: PathBuf::new(),
             drain_seconds: 5,
             failure_policy: FailurePolicy::Open,
             busy_poll_us: 0,
@@ -364,6 +372,12 @@ impl Config {
         }
         if p.listen.as_os_str().is_empty() {
             return Err("proxy.listen: must not be empty".into());
+        }
+        if p.lookup_sasl_username.is_empty() != p.lookup_sasl_password_file.as_os_str().is_empty() {
+            return Err(
+                "proxy.lookup_sasl_username and proxy.lookup_sasl_password_file: set both or neither"
+                    .into(),
+            );
         }
         if p.drain_seconds > 600 {
             return Err(format!(

@@ -186,7 +186,13 @@ pub(crate) fn run(
     socket: &dyn Fn(&str) -> SocketState,
 ) -> Result<Audit, RpcError> {
     let (path, uri) = client::resolve(connect)?;
-    let mut c = Client::open(&path, uri.as_deref().map(str::as_bytes), true, TIMEOUT)?;
+    let mut c = Client::open(
+        &path,
+        uri.as_deref().map(str::as_bytes),
+        true,
+        None,
+        TIMEOUT,
+    )?;
     let libvirt = match version {
         Some(v) => Some(v),
         None => {

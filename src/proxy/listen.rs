@@ -23,6 +23,9 @@ pub(crate) struct Listener {
     /// Clients of this socket are relayed to this upstream socket.
     pub(crate) upstream: PathBuf,
     pub(crate) read_only: bool,
+    /// Where the proxy's own lookups for these clients go, in order of
+    /// preference (see `upstream::Lookup`); `upstream` unless set.
+    pub(crate) lookup: Vec<PathBuf>,
     /// Device and inode of the socket we created; `None`: not ours to remove.
     id: Option<(u64, u64)>,
 }
@@ -124,6 +127,7 @@ impl Listener {
         Ok(Listener {
             path: path.to_path_buf(),
             sock,
+            lookup: vec![upstream.clone()],
             upstream,
             read_only,
             id: Some((m.dev(), m.ino())),
@@ -140,6 +144,7 @@ impl Listener {
         Listener {
             path,
             sock,
+            lookup: vec![upstream.clone()],
             upstream,
             read_only,
             id: None,

@@ -21,7 +21,7 @@ use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
 use super::stats::Stats;
 use super::upstream::Lookup;
-use crate::rpc::error::{decode_error, error_reply, with_note, FROM_REMOTE, NO_CONNECT};
+use crate::rpc::error::{decode_error, error_reply, with_note, FROM_RPC, SYSTEM_ERROR};
 use crate::rpc::frame::{payload, status, Header, PROG_REMOTE};
 use crate::rpc::procs;
 use crate::rpc::transport::{
@@ -47,6 +47,12 @@ pub(crate) fn who(c: &PeerCred) -> String {
 pub(crate) struct Route {
     pub(crate) listen: PathBuf,
     pub(crate) upstream: PathBuf,
+    /// The sockets for the proxy's own lookups, in order of preference.
+    pub(crate) lookup: Vec<PathBuf>,
+    /// Root, or a member of `allowed_groups`: not held to
+    /// `auth_timeout_seconds` (libvirtd itself has no such deadline; it is
+    /// there so that strangers cannot hold connections that never open).
+    pub(crate) trusted: bool,
 }
 
 /// Relays one admitted client until either side closes. `ticket` is its
@@ -74,12 +80,17 @@ pub(crate) fn serve(
         frame_timeout: Duration::from_secs(pc.frame_timeout_seconds.into()),
         max_frame: (pc.max_call_mib as usize) << 20,
         budget: (cred.uid != 0).then(|| shared.budget.clone()),
-        open_by: Some(Instant::now() + Duration::from_secs(pc.auth_timeout_seconds.into())),
+        open_by: (!route.trusted)
+            .then(|| Instant::now() + Duration::from_secs(pc.auth_timeout_seconds.into())),
         opened,
     };
     let mut up = ClientToLibvirt {
         reader: FrameReader::new(client).guarded(guard),
-        lookup: Lookup::new(route.upstream.clone()),
+        lookup: Lookup::new(
+            route.lookup.clone(),
+            shared.lookup_health(&route.lookup),
+            settings.lookup_sasl.clone(),
+        ),
         handle: handle.clone(),
         who: who.clone(),
         cred,
@@ -147,16 +158,23 @@ impl ClientToLibvirt {
         let Some((len, h)) = self.reader.next_passthrough_frame()? else {
             return Ok(false);
         };
-        self.handle.observe(&h, true);
-        match self.upstream.as_ref() {
-            Some(up) => self.reader.splice_frame(len, up).map(|()| true),
-            None => Err(ReadError::Eof),
-        }
+        let (Some(up), reader) = (self.upstream.as_ref(), &mut self.reader) else {
+            return Err(ReadError::Eof);
+        };
+        // A call the drain refuses is read whole and answered (`relay`).
+        self.handle.pass(
+            &h,
+            || reader.splice_frame(len, up).map(|()| true),
+            || Ok(false),
+        )
     }
 
     /// Decides on one frame read from the client and acts on it.
     fn relay(&mut self, h: &Header, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
         let mut action = FrameAction::Forward;
+        if h.is_call() && self.handle.draining() && !procs::releases(h.prog, h.procedure) {
+            return self.refuse_draining(h);
+        }
         if h.prog == PROG_REMOTE && h.is_call() {
             if h.procedure == procs::CONNECT_OPEN {
                 if let Ok(uri) = Xdr::new(payload(bytes)).opt_string() {
@@ -178,18 +196,34 @@ impl ClientToLibvirt {
         let Some(upstream) = self.upstream.as_ref() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
+        let refuse = || self.refuse_draining(h);
         match action {
             FrameAction::Forward => {
-                self.handle.observe(h, true);
-                write_frame(upstream, bytes, fds)
+                self.handle
+                    .pass(h, || write_frame(upstream, bytes, fds), refuse)
             }
             FrameAction::Replace(b) => {
-                self.handle.observe(h, true);
-                write_frame(upstream, &b, fds)
+                self.handle
+                    .pass(h, || write_frame(upstream, &b, fds), refuse)
             }
             // The call's fds (if any) are closed when dropped.
             FrameAction::Deny(reply) => self.to_client(&reply),
         }
+    }
+
+    /// Answers a call that came after SIGTERM, instead of sending it: with
+    /// the error libvirt's own client reports for a connection it lost
+    /// (VIR_ERR_SYSTEM_ERROR from VIR_FROM_RPC), which clients such as nova
+    /// and vdsm take as "reconnect".
+    fn refuse_draining(&self, h: &Header) -> std::io::Result<()> {
+        let name = match h.prog {
+            PROG_REMOTE => procs::proc_name(h.procedure).map(str::to_string),
+            _ => None,
+        }
+        .unwrap_or_else(|| format!("procedure {}", h.procedure));
+        let msg =
+            format!("vhostfix proxy: stopping; {name} was not sent to libvirt (connect again)");
+        self.to_client(&error_reply(h, SYSTEM_ERROR, FROM_RPC, &msg))
     }
 
     fn count(&self, o: Outcome) {
@@ -250,7 +284,7 @@ impl ClientToLibvirt {
                     "vhostfix proxy: cannot reach libvirt at {}: {e} (is libvirtd or virtqemud running?)",
                     path.display()
                 );
-                self.answer_error(h, NO_CONNECT, FROM_REMOTE, &msg);
+                self.answer_error(h, SYSTEM_ERROR, FROM_RPC, &msg);
                 return false;
             }
         };
@@ -259,7 +293,7 @@ impl ClientToLibvirt {
         widen_send_buffer(&upstream);
         if let Err(e) = self.start_down(&upstream) {
             log::error!("{}: {e}", self.who);
-            self.answer_error(h, NO_CONNECT, FROM_REMOTE, "vhostfix proxy: out of threads");
+            self.answer_error(h, SYSTEM_ERROR, FROM_RPC, "vhostfix proxy: out of threads");
             return false;
         }
         log::debug!(
@@ -293,7 +327,7 @@ impl ClientToLibvirt {
                     "vhostfix proxy: too many connections are opening at once (proxy.max_unauthenticated = {}); try again",
                     limits.max_unauthenticated
                 );
-                self.answer_error(h, NO_CONNECT, FROM_REMOTE, &msg);
+                self.answer_error(h, SYSTEM_ERROR, FROM_RPC, &msg);
                 false
             }
         }
@@ -408,7 +442,6 @@ fn libvirt_to_client(
         reader.set_poll(poll_period(shared));
         match reader.next_passthrough_frame() {
             Ok(Some((len, h))) => {
-                handle.observe(&h, false);
                 let sent = match client.lock() {
                     Ok(c) => reader.splice_frame(len, &c),
                     Err(_) => break,
@@ -417,6 +450,7 @@ fn libvirt_to_client(
                     stop(e);
                     break;
                 }
+                handle.delivered(&h);
                 continue;
             }
             Ok(None) => {}
@@ -432,8 +466,8 @@ fn libvirt_to_client(
                 break;
             }
         };
-        if let Some(h) = Header::of_frame(f.bytes) {
-            handle.observe(&h, false);
+        let header = Header::of_frame(f.bytes);
+        if let Some(h) = header {
             if h.prog == PROG_REMOTE
                 && h.procedure == procs::CONNECT_OPEN
                 && h.is_reply()
@@ -458,6 +492,10 @@ fn libvirt_to_client(
         };
         if sent.is_err() {
             break;
+        }
+        // Counted as answered only now that the client has it all.
+        if let Some(h) = header {
+            handle.delivered(&h);
         }
     }
     // The daemon closed (CONNECT_CLOSE, restart): the client sees EOF.

@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use rustix::event::{poll, PollFd, PollFlags};
 use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,11 +51,13 @@ impl Options {
     }
 }
 
-/// What the signal thread has seen.
-#[derive(Default)]
+/// What the signal thread has seen, and a pipe it writes a byte to for
+/// each signal, so that the accept loop wakes at once.
 struct Signals {
     stop: AtomicBool,
     reload: AtomicBool,
+    wake_r: OwnedFd,
+    wake_w: OwnedFd,
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.
@@ -85,7 +88,7 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
         if signals.reload.swap(false, Ordering::SeqCst) {
             reload(opts, &shared);
         }
-        wait_for_clients(&listeners)?;
+        wait_for_clients(&listeners, &signals.wake_r)?;
         for l in &listeners {
             // A client accepted after SIGTERM would be closed at once by the
             // drain; left in the backlog of a systemd-owned socket, it is
@@ -125,19 +128,34 @@ fn log_listener(l: &Listener) {
 
 /// Starts the thread that waits for SIGTERM, SIGINT and SIGHUP.
 fn watch_signals(sigs: SigSet) -> Result<Arc<Signals>> {
-    let signals = Arc::new(Signals::default());
+    use rustix::pipe::{pipe_with, PipeFlags};
+    let (wake_r, wake_w) =
+        pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).context("creating the wake pipe")?;
+    let signals = Arc::new(Signals {
+        stop: AtomicBool::new(false),
+        reload: AtomicBool::new(false),
+        wake_r,
+        wake_w,
+    });
     let seen = signals.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .stack_size(64 * 1024)
         .spawn(move || loop {
-            match sigs.wait() {
-                Ok(Signal::SIGHUP) => seen.reload.store(true, Ordering::SeqCst),
+            let stop = match sigs.wait() {
+                Ok(Signal::SIGHUP) => {
+                    seen.reload.store(true, Ordering::SeqCst);
+                    false
+                }
                 Ok(_) => {
                     seen.stop.store(true, Ordering::SeqCst);
-                    return;
+                    true
                 }
-                Err(_) => {}
+                Err(_) => continue,
+            };
+            let _ = rustix::io::write(&seen.wake_w, &[1]);
+            if stop {
+                return;
             }
         })
         .context("starting the signal thread")?;
@@ -155,20 +173,26 @@ fn reload(opts: &Options, shared: &Shared) {
     }
 }
 
-/// Waits up to 200 ms for a client on any socket (or a signal).
-fn wait_for_clients(listeners: &[Listener]) -> Result<()> {
+/// Waits for a client on any socket or a signal (the wake pipe), and at most
+/// 200 ms (the loop also retries accept after running out of descriptors).
+fn wait_for_clients(listeners: &[Listener], wake: &OwnedFd) -> Result<()> {
     let mut fds: Vec<PollFd<'_>> = listeners
         .iter()
         .map(|l| PollFd::new(&l.sock, PollFlags::IN))
         .collect();
+    fds.push(PollFd::new(wake, PollFlags::IN));
     let timeout = rustix::event::Timespec {
         tv_sec: 0,
         tv_nsec: 200_000_000,
     };
     match poll(&mut fds, Some(&timeout)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(std::io::Error::from(e)).context("poll"),
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(std::io::Error::from(e)).context("poll"),
     }
+    // Empty the pipe; the flags say what came.
+    let mut buf = [0u8; 16];
+    while matches!(rustix::io::read(wake, &mut buf), Ok(n) if n > 0) {}
+    Ok(())
 }
 
 fn non_empty(p: &Path) -> Option<PathBuf> {
@@ -212,14 +236,34 @@ fn listeners(opts: &Options, pc: &ProxyConfig) -> Result<Vec<Listener>> {
             let up = if read_only { &upstream_ro } else { &upstream };
             out.push(Listener::passed(sock, path, up.clone(), read_only));
         }
-        return Ok(out);
+        return Ok(with_lookups(out, &upstream_ro));
     }
     let gid = listen::group_id(&pc.socket_group).context("proxy.socket_group")?;
     let mut out = vec![Listener::bind(&listen, pc.mode(), gid, upstream, false)?];
     if let Some(ro) = &listen_ro {
-        out.push(Listener::bind(ro, pc.mode_ro(), gid, upstream_ro, true)?);
+        out.push(Listener::bind(
+            ro,
+            pc.mode_ro(),
+            gid,
+            upstream_ro.clone(),
+            true,
+        )?);
     }
-    Ok(out)
+    Ok(with_lookups(out, &upstream_ro))
+}
+
+/// The proxy's lookups (guest OS, libvirt release) read only, so they go to
+/// libvirt's read-only socket first: on a host where the read-write socket
+/// asks for SASL (`auth_unix_rw = "sasl"`, as oVirt configures it) root
+/// still reads there without authenticating. The read-write socket is the
+/// fallback (a read-only socket that is missing or asks for more).
+fn with_lookups(mut listeners: Vec<Listener>, upstream_ro: &Path) -> Vec<Listener> {
+    for l in &mut listeners {
+        if !l.read_only {
+            l.lookup = vec![upstream_ro.to_path_buf(), l.upstream.clone()];
+        }
+    }
+    listeners
 }
 
 /// Which of the sockets systemd passed is read-only. A name
@@ -343,6 +387,10 @@ fn admit_one(client: UnixStream, l: &Listener, shared: &Arc<Shared>) {
     let route = Route {
         listen: l.path.clone(),
         upstream: l.upstream.clone(),
+        lookup: l.lookup.clone(),
+        // Whom the read-write socket admits; only others must open their
+        // libvirt connection within auth_timeout_seconds.
+        trusted: admit::allowed(&cred, false, &settings.allowed_gids),
     };
     let sh = shared.clone();
     let spawned = std::thread::Builder::new()
@@ -407,8 +455,10 @@ fn answer_refused(client: UnixStream, message: &str, wait: Duration) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
-/// Stops accepting, closes each connection once it is idle (no call in
-/// flight, no open stream) for up to `drain_seconds`, then closes the rest.
+/// Stops accepting and drains: from now on each connection's new calls are
+/// answered by the proxy instead of sent, and each connection is ended once
+/// its calls in flight are answered and its streams are done, for up to
+/// `drain_seconds`; then the rest are closed.
 fn drain(listeners: Vec<Listener>, shared: &Shared) {
     drop(listeners);
     let drain = Duration::from_secs(u64::from(shared.current().config.proxy.drain_seconds));
@@ -426,14 +476,12 @@ fn drain(listeners: Vec<Listener>, shared: &Shared) {
     loop {
         let open = shared.handles();
         for h in &open {
-            if h.idle() {
-                h.close();
-            }
+            h.drain_step();
         }
         if open.is_empty() || Instant::now() >= deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let left = shared.handles();
     if !left.is_empty() {
@@ -448,7 +496,7 @@ fn drain(listeners: Vec<Listener>, shared: &Shared) {
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     while !shared.handles().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     log::info!("proxy: stopped");
 }

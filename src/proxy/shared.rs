@@ -6,13 +6,15 @@ use super::admit::{AdmissionLimits, Tally};
 use super::connection::Handle;
 use super::listen;
 use super::stats::Stats;
+use super::upstream::LookupHealth;
 use crate::config::{self, Config, ProxyConfig};
 use crate::core::rules::{Guests, TargetModel};
 use crate::logging::RateLimited;
+use crate::rpc::sasl::Credentials;
 use crate::rpc::transport::Budget;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Settings {
     pub(crate) config: Config,
     pub(crate) allowed_gids: Vec<u32>,
+    /// SASL credentials for the proxy's lookups, if configured.
+    pub(crate) lookup_sasl: Option<Arc<Credentials>>,
 }
 
 impl Settings {
@@ -38,12 +42,39 @@ impl Settings {
             .iter()
             .map(|g| listen::group_id(g).context("proxy.allowed_groups"))
             .collect::<Result<Vec<u32>>>()?;
+        let lookup_sasl = lookup_credentials(&config.proxy)?.map(Arc::new);
         log::info!("proxy: configuration from {source}");
         Ok(Settings {
             config,
             allowed_gids,
+            lookup_sasl,
         })
     }
+}
+
+/// `lookup_sasl_username` with the first line of `lookup_sasl_password_file`.
+fn lookup_credentials(pc: &ProxyConfig) -> Result<Option<Credentials>> {
+    if pc.lookup_sasl_username.is_empty() {
+        return Ok(None);
+    }
+    let f = &pc.lookup_sasl_password_file;
+    let text = std::fs::read_to_string(f).with_context(|| {
+        format!(
+            "proxy.lookup_sasl_password_file: {}: cannot read",
+            f.display()
+        )
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        anyhow::bail!(
+            "proxy.lookup_sasl_password_file: {}: the first line (the password) is empty",
+            f.display()
+        );
+    }
+    Ok(Some(Credentials {
+        username: pc.lookup_sasl_username.clone(),
+        password,
+    }))
 }
 
 /// The admission limits of a `[proxy]` table.
@@ -64,6 +95,10 @@ pub(crate) struct Shared {
     pub(crate) tally: Arc<Tally>,
     pub(crate) budget: Arc<Budget>,
     pub(crate) stats: Stats,
+    /// Whether the proxy's own lookup connections open, per list of
+    /// sockets they try (the read-write and the read-only socket's clients
+    /// look up over different lists).
+    lookups: Mutex<HashMap<Vec<PathBuf>, Arc<LookupHealth>>>,
     /// Rate limits for lines a client can provoke.
     pub(crate) refusal_log: RateLimited,
     pub(crate) client_log: RateLimited,
@@ -83,6 +118,7 @@ impl Shared {
             tally: Arc::new(Tally::default()),
             budget: Arc::new(budget),
             stats: Stats::default(),
+            lookups: Mutex::new(HashMap::new()),
             refusal_log: RateLimited::new(Duration::from_secs(10)),
             client_log: RateLimited::new(Duration::from_secs(1)),
             upstream_log: RateLimited::new(Duration::from_secs(10)),
@@ -119,6 +155,15 @@ impl Shared {
         }
     }
 
+    /// The health of lookups over `paths`, shared by every connection that
+    /// looks up over them.
+    pub(crate) fn lookup_health(&self, paths: &[PathBuf]) -> Arc<LookupHealth> {
+        match self.lookups.lock() {
+            Ok(mut m) => m.entry(paths.to_vec()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
     pub(crate) fn handles(&self) -> Vec<Arc<Handle>> {
         self.conns
             .lock()
@@ -135,6 +180,39 @@ impl Shared {
             ("buffered_bytes_unprivileged", self.budget.used() as u64),
         ];
         v.extend(self.stats.pairs());
+        let lookup_failures = self.lookups.lock().map_or(0, |m| {
+            m.values().map(|h| h.failures.load(Ordering::Relaxed)).sum()
+        });
+        v.push(("lookup_failures", lookup_failures));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_over_different_sockets_fail_apart() {
+        let shared = Shared::new(Settings {
+            config: Config::default(),
+            allowed_gids: Vec::new(),
+            lookup_sasl: None,
+        });
+        let rw = [PathBuf::from("/run/ro"), PathBuf::from("/run/rw")];
+        let ro = [PathBuf::from("/run/ro")];
+        let a = shared.lookup_health(&rw);
+        assert!(Arc::ptr_eq(&a, &shared.lookup_health(&rw)));
+        assert!(!Arc::ptr_eq(&a, &shared.lookup_health(&ro)));
+        a.failures.fetch_add(2, Ordering::Relaxed);
+        shared
+            .lookup_health(&ro)
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
+        let n = shared
+            .snapshot()
+            .into_iter()
+            .find(|(k, _)| *k == "lookup_failures");
+        assert_eq!(n, Some(("lookup_failures", 3)));
     }
 }

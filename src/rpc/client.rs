@@ -4,7 +4,7 @@
 //!
 //! | proc | name | args -> reply |
 //! |---|---|---|
-//! | 66 | AUTH_LIST | - -> `remote_auth_type types<>` |
+//! | 66 | AUTH_LIST | - -> `remote_auth_type types<>` (SASL: see `sasl`) |
 //! | 1 | CONNECT_OPEN | `remote_string name, u32 flags` -> - |
 //! | 157 | CONNECT_GET_LIB_VERSION | - -> `unsigned hyper lib_ver` |
 //! | 273 | CONNECT_LIST_ALL_DOMAINS | `int need_results, u32 flags` -> `remote_nonnull_domain domains<>, u32 ret` |
@@ -16,6 +16,7 @@
 use super::error::{decode_error, NO_DOMAIN};
 use super::frame::{build_frame, mtype, payload, status, Header, PROG_REMOTE, PROTOCOL_VERSION};
 use super::procs;
+use super::sasl::{self, Credentials, Exchange, SaslError};
 use super::transport::{write_frame, FrameReader, ReadError};
 use super::xdr::{put_i32, put_opt_string, put_u32, Xdr, XdrError};
 use std::io;
@@ -27,6 +28,10 @@ use std::time::Duration;
 pub(crate) const CONNECT_RO: u32 = 1;
 /// VIR_DOMAIN_XML_INACTIVE: the persistent definition, not the running state.
 pub(crate) const XML_INACTIVE: u32 = 2;
+/// REMOTE_AUTH_SASL in AUTH_LIST's answer.
+const AUTH_SASL: i32 = 1;
+/// REMOTE_AUTH_TYPE_LIST_MAX.
+const AUTH_TYPES_MAX: u32 = 20;
 /// Most domains one listing may return (REMOTE_DOMAIN_LIST_MAX).
 const DOMAIN_LIST_MAX: u32 = 16384;
 /// libvirt's sockets for qemu:///system: the modular daemon's, else libvirtd's.
@@ -60,8 +65,20 @@ pub(crate) enum RpcError {
     /// Opening the connection failed (authentication, driver).
     #[error("opening the connection: {0}")]
     Open(Box<RpcError>),
+    /// libvirt asks for SASL on this socket and no credentials were given.
+    #[error("libvirt asks for SASL authentication on this socket")]
+    SaslRequired,
+    /// The SASL exchange failed.
+    #[error("SASL authentication: {0}")]
+    Sasl(String),
     #[error("{0}")]
     Uri(String),
+}
+
+impl From<SaslError> for RpcError {
+    fn from(e: SaslError) -> RpcError {
+        RpcError::Sasl(e.to_string())
+    }
 }
 
 impl RpcError {
@@ -139,11 +156,13 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// Connects to `path` and opens `uri` (`None`: the daemon's default driver).
+    /// Connects to `path` and opens `uri` (`None`: the daemon's default
+    /// driver), authenticating with `sasl` where libvirt asks for SASL.
     pub(crate) fn open(
         path: &Path,
         uri: Option<&[u8]>,
         read_only: bool,
+        sasl: Option<&Credentials>,
         timeout: Duration,
     ) -> Result<Client, RpcError> {
         let sock = UnixStream::connect(path).map_err(|source| RpcError::Connect {
@@ -163,13 +182,48 @@ impl Client {
             reader,
             serial: 0,
         };
-        c.call(procs::AUTH_LIST, &[])?;
+        let r = c.call(procs::AUTH_LIST, &[])?;
+        // `remote_auth_type types<>`: none needed, SASL, or polkit (which
+        // libvirtd waives for root; polkit itself is not spoken here).
+        let types = (|| {
+            let mut x = Xdr::new(&r);
+            let n = x.u32()?.min(AUTH_TYPES_MAX);
+            (0..n)
+                .map(|_| x.i32())
+                .collect::<Result<Vec<i32>, XdrError>>()
+        })()
+        .map_err(|e| RpcError::reply("AUTH_LIST", e))?;
+        if types.first() == Some(&AUTH_SASL) {
+            let creds = sasl.ok_or(RpcError::SaslRequired)?;
+            c.sasl(creds).map_err(|e| {
+                let e = match e {
+                    e @ RpcError::Sasl(_) => e,
+                    // libvirt's refusal ("authentication failed"), a broken reply.
+                    e => RpcError::Sasl(e.to_string()),
+                };
+                RpcError::Open(Box::new(e))
+            })?;
+        }
         let mut args = Vec::new();
         put_opt_string(&mut args, uri);
         put_u32(&mut args, if read_only { CONNECT_RO } else { 0 });
         c.call(procs::CONNECT_OPEN, &args)
             .map_err(|e| RpcError::Open(Box::new(e)))?;
         Ok(c)
+    }
+
+    /// SASL with SCRAM-SHA-256 (see `sasl`): INIT, START, STEP (and an
+    /// empty STEP if libvirt sends its proof as a challenge).
+    fn sasl(&mut self, creds: &Credentials) -> Result<(), RpcError> {
+        let init = self.call(procs::AUTH_SASL_INIT, &[])?;
+        let mut x = Exchange::start(creds, &init)?;
+        let start = self.call(procs::AUTH_SASL_START, &x.first())?;
+        let step = self.call(procs::AUTH_SASL_STEP, &x.respond(&start)?)?;
+        if !x.finish(&step)? {
+            let last = self.call(procs::AUTH_SASL_STEP, &sasl::empty_step())?;
+            x.done(&last)?;
+        }
+        Ok(())
     }
 
     /// The release of the libvirt daemon at the other end, in libvirt's

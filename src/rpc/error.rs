@@ -15,10 +15,13 @@ pub(crate) const FROM_DOMAIN: i32 = 20;
 pub(crate) const FROM_ACCESS: i32 = 55;
 /// VIR_ERR_NO_DOMAIN: "Domain not found".
 pub(crate) const NO_DOMAIN: i32 = 42;
-/// VIR_ERR_NO_CONNECT.
-pub(crate) const NO_CONNECT: i32 = 5;
-/// VIR_FROM_REMOTE.
-pub(crate) const FROM_REMOTE: i32 = 13;
+/// VIR_ERR_SYSTEM_ERROR: with VIR_FROM_RPC, what libvirt's own client
+/// reports for a socket it cannot reach or a connection it lost ("Failed to
+/// connect socket to ...", "End of file while reading data"); clients
+/// (virsh, nova, vdsm) take SYSTEM_ERROR from RPC or REMOTE as "reconnect".
+pub(crate) const SYSTEM_ERROR: i32 = 38;
+/// VIR_FROM_RPC.
+pub(crate) const FROM_RPC: i32 = 7;
 /// VIR_ERR_ERROR.
 pub(crate) const LEVEL_ERROR: i32 = 2;
 

@@ -31,6 +31,8 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 pub(crate) mod mtype {
     pub(crate) const CALL: i32 = 0;
     pub(crate) const REPLY: i32 = 1;
+    /// Events (and keepalives): no reply is due.
+    pub(crate) const MESSAGE: i32 = 2;
     pub(crate) const STREAM: i32 = 3;
     pub(crate) const CALL_WITH_FDS: i32 = 4;
     pub(crate) const REPLY_WITH_FDS: i32 = 5;

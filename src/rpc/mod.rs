@@ -9,12 +9,14 @@
 //! - [`error`]: libvirt's error reply, encoded and decoded;
 //! - [`transport`]: whole frames and their fds read and written with
 //!   deadlines, a memory budget and splicing;
-//! - [`client`]: a small client with typed errors (libvirt's codes kept).
+//! - [`client`]: a small client with typed errors (libvirt's codes kept);
+//! - [`sasl`]: SCRAM-SHA-256 over libvirt's AUTH_SASL_* calls.
 
 pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod procs;
+pub(crate) mod sasl;
 pub(crate) mod transport;
 pub(crate) mod xdr;

@@ -20,6 +20,9 @@ pub(crate) enum Use {
     InspectedStream,
     /// Called by vhostfix's own client (connection setup, audit, lookups).
     Client,
+    /// Ends the connection or releases what the client registered: a proxy
+    /// that is stopping still lets it through, so the client closes cleanly.
+    Releases,
 }
 
 /// Declares each procedure's constant, and `entry`, the lookup by number
@@ -42,16 +45,21 @@ macro_rules! table {
 
 table! {
     CONNECT_OPEN = 1, Inspected;
-    CONNECT_CLOSE = 2, Client;
+    CONNECT_CLOSE = 2, Releases;
     DOMAIN_ATTACH_DEVICE = 8, Inspected;
     DOMAIN_CREATE_XML = 10, Inspected;
     DOMAIN_DEFINE_XML = 11, Inspected;
     DOMAIN_GET_XML_DESC = 14, Client;
     AUTH_LIST = 66, Client;
+    AUTH_SASL_INIT = 67, Client;
+    AUTH_SASL_START = 68, Client;
+    AUTH_SASL_STEP = 69, Client;
+    CONNECT_DOMAIN_EVENT_DEREGISTER = 106, Releases;
     DOMAIN_MIGRATE_PREPARE2 = 108, Inspected;
     DOMAIN_MIGRATE_PREPARE_TUNNEL = 148, InspectedStream;
     CONNECT_GET_LIB_VERSION = 157, Client;
     DOMAIN_ATTACH_DEVICE_FLAGS = 160, Inspected;
+    CONNECT_DOMAIN_EVENT_DEREGISTER_ANY = 168, Releases;
     DOMAIN_UPDATE_DEVICE_FLAGS = 174, Inspected;
     DOMAIN_SNAPSHOT_CREATE_XML = 185, Inspected;
     DOMAIN_OPEN_CONSOLE = 201, OpensStream;
@@ -74,7 +82,13 @@ table! {
     DOMAIN_MIGRATE_PERFORM3_PARAMS = 305, Inspected;
     DOMAIN_MIGRATE_FINISH3_PARAMS = 306, Inspected;
     DOMAIN_CREATE_XML_WITH_FILES = 309, Inspected;
+    CONNECT_NETWORK_EVENT_DEREGISTER_ANY = 314, Releases;
+    CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317, Releases;
     DOMAIN_DEFINE_XML_FLAGS = 350, Inspected;
+    CONNECT_UNREGISTER_CLOSE_CALLBACK = 361, Releases;
+    CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY = 369, Releases;
+    CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY = 375, Releases;
+    CONNECT_SECRET_EVENT_DEREGISTER_ANY = 381, Releases;
     DOMAIN_MANAGED_SAVE_DEFINE_XML = 389, Inspected;
     DOMAIN_SAVE_PARAMS = 440, Inspected;
     DOMAIN_RESTORE_PARAMS = 441, Inspected;
@@ -88,6 +102,12 @@ pub(crate) fn proc_name(procedure: i32) -> Option<&'static str> {
 /// True for a REMOTE call libvirt answers by opening a stream.
 pub(crate) fn opens_stream(procedure: i32) -> bool {
     entry(procedure).is_some_and(|e| matches!(e.1, Use::OpensStream | Use::InspectedStream))
+}
+
+/// True for a REMOTE call that ends the connection or releases something the
+/// client registered (CONNECT_CLOSE, event deregistrations).
+pub(crate) fn releases(prog: u32, procedure: i32) -> bool {
+    prog == PROG_REMOTE && entry(procedure).is_some_and(|e| e.1 == Use::Releases)
 }
 
 /// True for a call the proxy may have to inspect: one that can carry domain
@@ -117,5 +137,9 @@ mod tests {
         assert!(may_carry_xml(PROG_REMOTE, DOMAIN_MIGRATE_PREPARE_TUNNEL3));
         assert!(opens_stream(DOMAIN_MIGRATE_PREPARE_TUNNEL3));
         assert!(!may_carry_xml(0x2000_8087, DOMAIN_DEFINE_XML));
+        assert!(releases(PROG_REMOTE, CONNECT_CLOSE));
+        assert!(releases(PROG_REMOTE, CONNECT_UNREGISTER_CLOSE_CALLBACK));
+        assert!(!releases(PROG_REMOTE, DOMAIN_DEFINE_XML));
+        assert!(!releases(0x2000_8087, CONNECT_CLOSE));
     }
 }

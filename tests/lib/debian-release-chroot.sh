@@ -40,7 +40,9 @@ create() {
   printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
   chmod 0755 "$R/usr/sbin/policy-rc.d"
   mount_all
-  local pkgs=(libvirt-daemon-system libvirt-clients qemu-system-x86 python3-libvirt procps)
+  # libsasl2-modules (the SCRAM plugin) and sasl2-bin (saslpasswd2): a SASL
+  # libvirtd for tests/system/proxy-faults.sh
+  local pkgs=(libvirt-daemon-system libvirt-clients qemu-system-x86 python3-libvirt procps libsasl2-modules sasl2-bin)
   # bullseye: libvirt-daemon-system needs -systemd or -sysv; -sysv avoids pulling systemd
   [ "$SUITE" = bullseye ] && pkgs+=(libvirt-daemon-system-sysv)
   in_root apt-get update

@@ -12,6 +12,8 @@
 #   RVIRSH=(...)        the release's own virsh, inside the chroot
 #   release_binary      copy the glibc 2.17 build (target/assets/vhostfix) into
 #                       the chroot as $RBIN (removed on exit)
+#   attach_fixture      a Windows domain without a NIC and an e1000 vhost-user
+#                       NIC to attach to it
 #
 # The release's libvirtd runs instead of the host's, not at the same time: a
 # host libvirtd that runs (without systemd) is stopped for the suite and
@@ -101,6 +103,14 @@ release_up() {
 release_down() {
   [ -n "$R" ] || return 0
   rel_tool "$(basename "$R")" stop >/dev/null 2>&1
+}
+
+# attach_fixture SEED DIR (paths inside the chroot): DIR/nonic.xml, the
+# Windows seed without its NIC, named win-attach, and DIR/nic.xml, an e1000
+# vhost-user NIC to attach to it (socket /run/vhu/att.sock).
+attach_fixture() {
+  sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' -e '/<uuid>/d' "$R$1" >"$R$2/nonic.xml"
+  printf "<interface type='vhostuser'>\n  <mac address='52:54:00:5a:01:09'/>\n  <source type='unix' path='/run/vhu/att.sock' mode='server'/>\n  <model type='e1000'/>\n</interface>\n" >"$R$2/nic.xml"
 }
 
 # The glibc 2.17 build must be there (packaging/build-assets.sh makes it).

@@ -268,8 +268,7 @@ PYEOF
   rdrop "$S"
 
   # attach-device --config of an e1000 vhost-user NIC to a Windows domain.
-  sed -e '/<interface/,/<\/interface>/d' -e 's/win2019-vhu/win-attach/' -e '/<uuid>/d' "$R$W/pseed.xml" >"$R$W/nonic.xml"
-  printf "<interface type='vhostuser'>\n  <mac address='52:54:00:5a:01:09'/>\n  <source type='unix' path='/run/vhu/att.sock' mode='server'/>\n  <model type='e1000'/>\n</interface>\n" >"$R$W/nic.xml"
+  attach_fixture "$W/pseed.xml" "$W"
   rcleanup win-attach
   rv define "$W/nonic.xml" >/dev/null
   out=$(rv attach-device win-attach "$W/nic.xml" --config 2>&1)
