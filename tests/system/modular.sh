@@ -60,6 +60,11 @@ allowed_groups = ["$GRP"]
 socket_group = "$GRP"
 max_clients_per_user = 1
 admin_socket = "/run/libvirt/vhostfix-admin-sock"
+
+# The suite checks the hook's refusal of a guest whose memory is not shared
+# (the default only warns).
+[hook.checks]
+shared_memory = "deny"
 EOF
 # virtproxyd started without socket activation listens on TCP when its
 # configuration says so (it has no --listen).
@@ -224,7 +229,7 @@ stop_pid "$PROXY_PID"
 # --- 3. audit -------------------------------------------------------------------------
 "${VQ[@]}" define "$D/unshared.xml" >/dev/null
 strace -f -qq -e trace=connect -o "$D/audit.strace" "$VHOSTFIX" audit --json >"$D/audit.json" 2>"$D/audit.err"
-t_eq "vhostfix audit exits 1 (a refused domain)" 1 "$?"
+t_eq "vhostfix audit exits 3 (a domain vhostfix cannot make work)" 3 "$?"
 t_contains "audit connected to virtqemud-sock by itself" "$(cat "$D/audit.strace")" 'sun_path="/run/libvirt/virtqemud-sock"'
 t_not_contains "... and not to libvirt-sock (virtproxyd's)" "$(cat "$D/audit.strace")" 'sun_path="/run/libvirt/libvirt-sock"'
 t_eq "audit: virtqemud's release and the refused guest" "9.0.0 refused" \
