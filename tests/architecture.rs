@@ -264,3 +264,97 @@ fn the_cycle_finder_finds_cycles() {
         vec![(1, "proxy".into()), (1, "core".into())]
     );
 }
+
+/// `(file, line, name, length)` of each function in `src/` longer than
+/// `max` lines, from its `fn` line to the closing brace at its indentation,
+/// unless a comment right above it (among its doc comment and attributes)
+/// says why: a line starting with `// Long:`.
+fn long_functions(max: usize) -> Vec<(String, usize, String, usize)> {
+    let mut out = Vec::new();
+    for (file, _) in files(&src()) {
+        // With its comments, which files() leaves out.
+        let text = std::fs::read_to_string(src().join(&file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let Some(name) = fn_name(trimmed) else {
+                continue;
+            };
+            if trimmed.ends_with(';') {
+                continue; // a declaration in a trait
+            }
+            let close = format!("{indent}}}");
+            let Some(end) = lines[i + 1..].iter().position(|l| *l == close) else {
+                continue;
+            };
+            let len = end + 2;
+            let reason = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| {
+                    let l = l.trim_start();
+                    l.starts_with("//") || l.starts_with("#[")
+                })
+                .any(|l| l.trim_start().starts_with("// Long:"));
+            if len > max && !reason {
+                out.push((file.clone(), i + 1, name, len));
+            }
+        }
+    }
+    out
+}
+
+/// The name in `fn name`, `pub(crate) fn name<...>(`, ...
+fn fn_name(line: &str) -> Option<String> {
+    let mut rest = line;
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "unsafe ",
+        "async ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+#[test]
+fn no_long_function_without_a_reason() {
+    let long = long_functions(80);
+    let shown: Vec<String> = long
+        .iter()
+        .map(|(f, l, n, len)| {
+            format!(
+                "src/{f}:{l}: fn {n} has {len} lines: split it, or say why above it (// Long: ...)"
+            )
+        })
+        .collect();
+    assert!(shown.is_empty(), "{}", shown.join("\n"));
+}
+
+#[test]
+fn the_length_check_sees_functions() {
+    // Every module has functions; the longest of them is far above 10 lines.
+    let some = long_functions(10);
+    assert!(
+        some.len() > 50,
+        "found only {} functions over 10 lines",
+        some.len()
+    );
+    assert!(some
+        .iter()
+        .any(|(f, _, n, _)| f == "core/scan.rs" && n == "start_tag"));
+    assert_eq!(
+        fn_name("pub(crate) fn socket_path<'a>("),
+        Some("socket_path".into())
+    );
+    assert_eq!(fn_name("let f = 1;"), None);
+}

@@ -317,6 +317,44 @@ pub(super) fn config_show(cli: &Cli) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// `vhostfix proxy --stats`: the running proxy's counters, and whether
+/// transparent mode still has it in front of libvirt.
+pub(super) fn proxy_stats(
+    cli: &Cli,
+    format: &str,
+    listen: Option<&Path>,
+    admin_socket: Option<&Path>,
+) -> Result<u8> {
+    let (config, _) = config::load(cli.config.as_deref())?;
+    let path = crate::proxy::admin::socket_path(admin_socket, listen, &config.proxy);
+    // As transparent-mode recorded it.
+    let record = crate::transparent::Record::current();
+    let mut pairs = match crate::proxy::admin::fetch(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(match record.note() {
+                Some(n) => e.context(n),
+                None => e,
+            })
+        }
+    };
+    pairs.push(("transparent".into(), record.mode.as_str().into()));
+    print!("{}", crate::proxy::admin::render(&pairs, format));
+    if format == "prometheus" {
+        print!("{}", crate::transparent::prometheus(&record));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `vhostfix proxy`: runs until SIGTERM.
+pub(super) fn proxy(opts: crate::proxy::Options) -> Result<u8> {
+    if let Some(note) = crate::logging::init() {
+        eprintln!("vhostfix: note: {note}");
+    }
+    crate::proxy::run(&opts)?;
+    Ok(EXIT_OK)
+}
+
 pub(super) fn man(page: Option<&str>, dir: Option<&Path>) -> Result<u8> {
     let cmd = Cli::command();
     if let Some(dir) = dir {

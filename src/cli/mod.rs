@@ -12,7 +12,6 @@ mod args;
 mod commands;
 mod man;
 
-use crate::config;
 use crate::hook::HookCall;
 use anyhow::Result;
 use args::{Cli, Command, ConfigCommand};
@@ -131,32 +130,7 @@ fn run(cli: Cli) -> Result<u8> {
             listen,
             admin_socket,
             ..
-        } => {
-            let (config, _) = config::load(cli.config.as_deref())?;
-            let path = crate::proxy::admin::socket_path(
-                admin_socket.as_deref(),
-                listen.as_deref(),
-                &config.proxy,
-            );
-            // Whether transparent mode still has the proxy in front of
-            // libvirt, as transparent-mode recorded it.
-            let record = crate::transparent::Record::current();
-            let mut pairs = match crate::proxy::admin::fetch(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Err(match record.note() {
-                        Some(n) => e.context(n),
-                        None => e,
-                    })
-                }
-            };
-            pairs.push(("transparent".into(), record.mode.as_str().into()));
-            print!("{}", crate::proxy::admin::render(&pairs, format));
-            if format == "prometheus" {
-                print!("{}", crate::transparent::prometheus(&record));
-            }
-            Ok(EXIT_OK)
-        }
+        } => commands::proxy_stats(&cli, format, listen.as_deref(), admin_socket.as_deref()),
         Command::Proxy {
             listen,
             upstream,
@@ -164,23 +138,16 @@ fn run(cli: Cli) -> Result<u8> {
             upstream_ro,
             admin_socket,
             ..
-        } => {
-            if let Some(note) = crate::logging::init() {
-                eprintln!("vhostfix: note: {note}");
-            }
-            let opts = crate::proxy::Options {
-                config: cli.config.clone(),
-                listen: listen.clone(),
-                upstream: upstream.clone(),
-                listen_ro: listen_ro.clone(),
-                upstream_ro: upstream_ro.clone(),
-                admin_socket: admin_socket.clone(),
-                guests: cli.guests,
-                target_model: cli.target_model,
-            };
-            crate::proxy::run(&opts)?;
-            Ok(EXIT_OK)
-        }
+        } => commands::proxy(crate::proxy::Options {
+            config: cli.config.clone(),
+            listen: listen.clone(),
+            upstream: upstream.clone(),
+            listen_ro: listen_ro.clone(),
+            upstream_ro: upstream_ro.clone(),
+            admin_socket: admin_socket.clone(),
+            guests: cli.guests,
+            target_model: cli.target_model,
+        }),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "vhostfix", &mut io::stdout().lock());

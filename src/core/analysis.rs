@@ -138,6 +138,30 @@ pub fn analyze_tree(text: &str, policy: &Policy) -> Result<Analysis, InputError>
     analyze_root(text, parsed.kind, parsed.doc.root_element(), policy)
 }
 
+/// Why a NIC libvirt will refuse keeps its model.
+fn left_alone(
+    finding: &NicFinding,
+    kind: DocKind,
+    policy: &Policy,
+    detection: &Detection,
+) -> String {
+    let why = if kind == DocKind::Interface && policy.guest_os.is_none() {
+        "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)"
+            .to_string()
+    } else {
+        format!(
+            "the guest is {} ({}) and guests = \"windows\"",
+            detection.verdict,
+            detection.reason()
+        )
+    };
+    format!(
+        "{} keeps model {}: {why}; libvirt will refuse it, since vhost-user requires a virtio model",
+        finding.label(),
+        finding.model_text()
+    )
+}
+
 fn analyze_root<'a>(
     text: &str,
     kind: DocKind,
@@ -181,20 +205,7 @@ fn analyze_root<'a>(
             pos: nic.pos,
         };
         if status == NicStatus::LeftAlone {
-            let why = if kind == DocKind::Interface && policy.guest_os.is_none() {
-                "device XML says nothing about the guest OS (pass --guest-os windows or use --guests any)".to_string()
-            } else {
-                format!(
-                    "the guest is {} ({}) and guests = \"windows\"",
-                    detection.verdict,
-                    detection.reason()
-                )
-            };
-            warnings.push(format!(
-                "{} keeps model {}: {why}; libvirt will refuse it, since vhost-user requires a virtio model",
-                finding.label(),
-                finding.model_text()
-            ));
+            warnings.push(left_alone(&finding, kind, policy, &detection));
         }
         nics.push(finding);
     }

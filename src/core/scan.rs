@@ -648,25 +648,24 @@ impl<'t> Scanner<'t> {
             .map(|(_, u)| *u)
     }
 
-    /// `<name attributes... >` or `/>` at `pos`.
-    fn start_tag(&mut self) -> Option<()> {
+    /// The attributes and namespace declarations of the start tag at `pos`
+    /// (its name read), up to its end: `Some(true)` for `/>`, `Some(false)`
+    /// for `>`. Declarations go onto `ns` above `ns_mark`, attributes into
+    /// `tag`.
+    #[inline]
+    fn attributes(&mut self, ns_mark: usize) -> Option<bool> {
         let b = self.b;
-        let start = self.pos;
-        let (name_end, colon) = qname(b, start + 1)?;
-        self.pos = name_end;
-        self.tag.clear();
-        let ns_mark = self.ns.len();
-        let empty = loop {
+        loop {
             let space = self.spaces();
             match self.byte()? {
                 b'>' => {
                     self.pos += 1;
-                    break false;
+                    return Some(false);
                 }
                 b'/' => {
                     self.pos += 1;
                     self.expect(b">")?;
-                    break true;
+                    return Some(true);
                 }
                 _ if !space => return None,
                 _ => {}
@@ -711,19 +710,13 @@ impl<'t> Scanner<'t> {
                     value,
                 });
             }
-        };
-        let end = self.pos;
+        }
+    }
 
-        // Names resolved once every declaration of the tag is known.
-        let (prefix, local) = match colon {
-            Some(c) => (&self.text[start + 1..c], &self.text[c + 1..name_end]),
-            None => ("", &self.text[start + 1..name_end]),
-        };
-        let ns = match prefix {
-            "" => self.resolve(""),
-            "xml" | "xmlns" => return None,
-            p => Some(self.resolve(p)?),
-        };
+    /// Each attribute's namespace, once every declaration of its tag is
+    /// known; `None` for an unbound prefix or a repeated attribute.
+    #[inline]
+    fn resolve_attributes(&mut self) -> Option<()> {
         for i in 0..self.tag.len() {
             let ns = match self.tag[i].prefix {
                 "" => None,
@@ -739,6 +732,31 @@ impl<'t> Scanner<'t> {
             }
             self.tag[i].ns = ns;
         }
+        Some(())
+    }
+
+    /// `<name attributes... >` or `/>` at `pos`.
+    fn start_tag(&mut self) -> Option<()> {
+        let b = self.b;
+        let start = self.pos;
+        let (name_end, colon) = qname(b, start + 1)?;
+        self.pos = name_end;
+        self.tag.clear();
+        let ns_mark = self.ns.len();
+        let empty = self.attributes(ns_mark)?;
+        let end = self.pos;
+
+        // Names resolved once every declaration of the tag is known.
+        let (prefix, local) = match colon {
+            Some(c) => (&self.text[start + 1..c], &self.text[c + 1..name_end]),
+            None => ("", &self.text[start + 1..name_end]),
+        };
+        let ns = match prefix {
+            "" => self.resolve(""),
+            "xml" | "xmlns" => return None,
+            p => Some(self.resolve(p)?),
+        };
+        self.resolve_attributes()?;
 
         // The limits.
         self.count += 1;

@@ -250,10 +250,11 @@ fn judge<'t>(c: &Call<'t>, upstream: &mut dyn Upstream) -> Result<Option<Judgeme
     }))
 }
 
-/// Step 3: the configured action applied to a judgement.
-fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
+/// The start of a decision's log line: who, which call, which domain, the
+/// verdict and its evidence, the release of libvirt.
+fn log_head(c: &Call<'_>, j: &Judgement<'_>) -> String {
     let a = &j.analysis;
-    let what = format!(
+    format!(
         "{} proc={} domain={} verdict={} evidence={} vhostuser_nics={} libvirt={}",
         c.who,
         c.call.name,
@@ -264,12 +265,12 @@ fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
         j.policy
             .libvirt
             .map_or_else(|| "unknown".to_string(), |v| v.to_string())
-    );
-    if !a.changes() {
-        return unchanged(a, &j.refused, what);
-    }
-    let fixes: Vec<String> = a
-        .nics
+    )
+}
+
+/// "nic 0 (MAC) e1000 -> virtio, ..." for the NICs the analysis fixes.
+fn fix_list(a: &Analysis) -> String {
+    a.nics
         .iter()
         .filter(|n| n.status == NicStatus::Fixed)
         .map(|n| {
@@ -280,8 +281,18 @@ fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
                 n.new_model.as_deref().unwrap_or("")
             )
         })
-        .collect();
-    let fixes = fixes.join(", ");
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Step 3: the configured action applied to a judgement.
+fn act(c: &Call<'_>, frame: &[u8], j: &Judgement<'_>) -> Decision {
+    let a = &j.analysis;
+    let what = log_head(c, j);
+    if !a.changes() {
+        return unchanged(a, &j.refused, what);
+    }
+    let fixes = fix_list(a);
     let deny = |why: &str, key: &str| -> Decision {
         let msg = deny_message(&c.call, a, &c.subject(Some(a)), why);
         refusal(

@@ -259,6 +259,7 @@ mod tests {
     }
 
     /// Each procedure's arguments: built, found, rewritten, and re-read.
+    // Long: one case per procedure in one table, then one loop over it.
     #[test]
     fn rewrite_each_procedure() {
         let xml = "<domain>e1000</domain>";

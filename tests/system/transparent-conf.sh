@@ -103,7 +103,7 @@ cycle() {
   t_contains "$l: ... the proxy logged the rewrite" \
     "$(proxy_log | grep "proc=DOMAIN_DEFINE_XML domain='$SEED_NAME'")" "action=rewrite"
   t_eq "$l: vhostfix proxy --stats finds the proxy (its admin socket where the configuration puts it, not beside --listen) and counted the rewrite" \
-    1 "$(tx vhostfix proxy --stats 2>&1 | awk '$1 == "calls_rewritten" {print $2}')"
+    1 "$(tx "$TM_BIN" proxy --stats 2>&1 | awk '$1 == "calls_rewritten" {print $2}')"
   tv undefine "$SEED_NAME" >/dev/null 2>&1
   t_contains "$l: plain virsh -r works through the proxy's read-only socket" \
     "$(tx virsh -r -c qemu:///system list --name 2>&1)" "$RUNNING"

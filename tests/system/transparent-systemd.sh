@@ -166,9 +166,12 @@ if [ -f "$ROOT/root/vhostfix.deb" ]; then
 else
   t_fail "the .deb to install (cargo-deb: see .ci/run)" "$DEB missing"
 fi
+# The files again, as an rpm installs them (dpkg -r took them away), and
+# what its %post does: /run/vhostfix for the proxy's admin socket.
 install_proxy_files
 install -D -m 0644 "$REPO/packaging/vhostfix.toml" "$ROOT/etc/vhostfix/vhostfix.toml"
 in_ct systemctl daemon-reload
+in_ct systemd-tmpfiles --create /usr/lib/tmpfiles.d/vhostfix.conf
 t_check "transparent-mode enable (rpm layout)" in_ct "$TM" enable
 out=$(in_ct sh /root/preun.sh 0 2>&1)
 t_eq "the rpm's %preun (erase) succeeds" 0 "$?"
