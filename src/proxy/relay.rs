@@ -19,6 +19,7 @@ use super::admit::{PeerCred, Ticket};
 use super::connection::Handle;
 use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
+use super::spin::ReplyPoll;
 use super::stats::Stats;
 use super::upstream::Lookup;
 use crate::rpc::error::{error_reply, FROM_REMOTE, NO_CONNECT};
@@ -316,7 +317,7 @@ impl ClientToLibvirt {
         let t = std::thread::Builder::new()
             .name("libvirt->client".into())
             .stack_size(256 * 1024)
-            .spawn(move || libvirt_to_client(upstream_r, &writer, &handle, &who, &shared))
+            .spawn(move || libvirt_to_client(upstream_r, &writer, handle, &who, &shared))
             .map_err(|e| format!("cannot start a relay thread: {e}"))?;
         self.down = Some(t);
         self.client_w = Some(client_w);
@@ -363,14 +364,29 @@ fn explain(e: &ReadError) -> String {
     }
 }
 
-/// How long the libvirt -> client thread polls before it sleeps:
-/// `proxy.busy_poll_us`. During a run of calls the next reply usually comes
-/// while the thread still polls, which saves a wakeup per call; an idle
-/// connection costs one poll period after its last frame. The client ->
-/// libvirt direction never polls: two polling threads per connection starve
-/// libvirtd and the client of CPU on a small host (measured, BENCHMARKS-proxy.md).
-fn poll_period(shared: &Shared) -> Duration {
-    Duration::from_micros(shared.current().config.proxy.busy_poll_us.into())
+/// How the libvirt -> client thread waits for libvirt's next frame. The
+/// client -> libvirt direction never polls: two polling threads per
+/// connection starve libvirtd and the client of CPU on a small host
+/// (measured, BENCHMARKS-proxy.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polling {
+    Never,
+    /// `proxy.busy_poll_us`: polls that long after each frame. During a run
+    /// of calls the next reply usually comes while the thread still polls,
+    /// which saves a wakeup per call; an idle connection costs one poll
+    /// period after its last frame.
+    Fixed(Duration),
+    /// `proxy.adaptive_poll`: see `spin`.
+    Adaptive,
+}
+
+fn polling(shared: &Shared) -> Polling {
+    let pc = &shared.current().config.proxy;
+    match (pc.busy_poll_us, pc.adaptive_poll) {
+        (0, true) => Polling::Adaptive,
+        (0, false) => Polling::Never,
+        (us, _) => Polling::Fixed(Duration::from_micros(us.into())),
+    }
 }
 
 /// The libvirt -> client direction: every frame relayed as read; libvirt's
@@ -378,7 +394,7 @@ fn poll_period(shared: &Shared) -> Duration {
 fn libvirt_to_client(
     upstream: UnixStream,
     client: &Mutex<UnixStream>,
-    handle: &Handle,
+    handle: Arc<Handle>,
     who: &str,
     shared: &Shared,
 ) {
@@ -388,8 +404,18 @@ fn libvirt_to_client(
             log::warn!("{who}: from libvirt: {e}; closing the connection");
         }
     };
+    let mut mode = None;
     loop {
-        reader.set_poll(poll_period(shared));
+        // The configuration may have been reloaded (SIGHUP).
+        let m = polling(shared);
+        if mode != Some(m) {
+            mode = Some(m);
+            match m {
+                Polling::Never => reader.set_poll(Duration::ZERO),
+                Polling::Fixed(d) => reader.set_poll(d),
+                Polling::Adaptive => reader.set_spin(Box::new(ReplyPoll::new(handle.clone()))),
+            }
+        }
         match reader.next_passthrough_frame() {
             Ok(Some((len, h))) => {
                 handle.observe(&h, false);

@@ -201,6 +201,11 @@ impl FrameReader {
         self.spin = (!d.is_zero()).then(|| Box::new(Fixed(d)) as Box<dyn Spin>);
     }
 
+    /// Makes the next reads poll the socket for as long as `s` says.
+    pub(crate) fn set_spin(&mut self, s: Box<dyn Spin>) {
+        self.spin = Some(s);
+    }
+
     /// One `recvmsg` of at most `max` bytes into `buf[end..]`, polling first
     /// when asked to.
     fn recv(
