@@ -15,9 +15,10 @@
 //! the client, libvirtd and the guests, and makes every call slower. So each
 //! connection measures it ([`Trial`]): it times the client's calls in turns
 //! with and without polling, keeps polling only while that is clearly
-//! faster, tries again only when the host's CPUs had time to spare
-//! (/proc/stat), and stops at once when a poll loses its CPU to another
-//! task. Each poll attempt yields the CPU to anything else runnable.
+//! faster, tries and keeps polling only while the host's CPUs have time to
+//! spare (/proc/stat, counting its own polling as spare), and stops at once
+//! when a poll loses its CPU to another task. Each poll attempt yields the
+//! CPU to anything else runnable.
 //!
 //! Only one thread of the process polls at a time, and none while more than
 //! one connection has a call in flight (then the CPUs have other work).
@@ -94,7 +95,7 @@ const KEEP: u32 = 16;
 const QUIET_MIN: u32 = 4;
 const QUIET_MAX: u32 = 256;
 /// Polling is tried only when the CPUs had at least this much of one idle.
-const SPARE_CPU: f64 = 0.5;
+const SPARE_CPU: f64 = 0.8;
 
 /// What a connection is doing with polling now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,8 +128,12 @@ struct Trial {
     cycles: u32,
     sum_us: u64,
     clock: IdleClock,
-    /// `clock` when the last turns without polling began.
+    /// `clock` when the CPUs' idle time was last read, and `polled` then.
     idle_at: Option<(f64, Instant)>,
+    polled_at: Duration,
+    /// Time this connection spent polling, so far: CPU time it took from
+    /// what would have been idle.
+    polled: Duration,
 }
 
 impl Trial {
@@ -141,6 +146,8 @@ impl Trial {
             sum_us: 0,
             clock,
             idle_at: clock(),
+            polled_at: Duration::ZERO,
+            polled: Duration::ZERO,
         }
     }
 
@@ -152,7 +159,6 @@ impl Trial {
     fn lost(&mut self) -> Phase {
         let left = self.quiet;
         self.quiet = (self.quiet * 2).min(QUIET_MAX);
-        self.idle_at = (self.clock)();
         Phase::Sleep { left }
     }
 
@@ -163,17 +169,20 @@ impl Trial {
         self.phase = self.lost();
     }
 
-    /// Whether the CPUs had at least `SPARE_CPU` idle since `idle_at`.
+    /// Whether the CPUs had at least `SPARE_CPU` idle since the last time
+    /// this was asked, counting the time this connection polled as idle.
     fn spare(&mut self) -> bool {
         let now = (self.clock)();
+        let polled = (self.polled - self.polled_at).as_secs_f64();
         let spare = match (now, self.idle_at) {
             (Some((idle, at)), Some((idle0, at0))) => {
                 let span = at.duration_since(at0).as_secs_f64();
-                span > 0.0 && idle - idle0 >= SPARE_CPU * span
+                span > 0.0 && idle - idle0 + polled >= SPARE_CPU * span
             }
             _ => false,
         };
         self.idle_at = now;
+        self.polled_at = self.polled;
         spare
     }
 
@@ -199,6 +208,8 @@ impl Trial {
             }
             Phase::TrySleep { .. } => self.lost(),
             Phase::Poll { left } if left > 1 => Phase::Poll { left: left - 1 },
+            // Polling takes idle time only: check there still was some.
+            Phase::Poll { .. } if !self.spare() => self.lost(),
             Phase::Poll { .. } => Phase::TryPoll,
             Phase::Sleep { left } if left > 1 => Phase::Sleep { left: left - 1 },
             // Polling would take CPU time from others: do not even try.
@@ -242,8 +253,9 @@ pub(crate) struct ReplyPoll {
     seen_call: u64,
     /// `waited` at the previous attempt of this receive.
     last_try: Duration,
-    /// This thread holds one of the `MAX_POLLING` places.
-    polling: bool,
+    /// This thread holds one of the `MAX_POLLING` places, since this
+    /// `waited`.
+    polling: Option<Duration>,
 }
 
 impl ReplyPoll {
@@ -256,14 +268,15 @@ impl ReplyPoll {
             began_us: 0,
             seen_call: 0,
             last_try: Duration::ZERO,
-            polling: false,
+            polling: None,
         }
     }
 
-    fn release(&mut self) {
-        if self.polling {
+    /// Stops polling, `waited` into the receive.
+    fn release(&mut self, waited: Duration) {
+        if let Some(since) = self.polling.take() {
             POLLING.fetch_sub(1, Ordering::SeqCst);
-            self.polling = false;
+            self.trial.polled += waited.saturating_sub(since);
         }
     }
 
@@ -294,27 +307,27 @@ impl Spin for ReplyPoll {
     fn keep(&mut self, waited: Duration) -> bool {
         let gap = waited.saturating_sub(self.last_try);
         self.last_try = waited;
-        if self.polling && gap > PREEMPTED {
+        if self.polling.is_some() && gap > PREEMPTED {
             self.trial.preempted();
         }
         if !self.allowed(waited) {
-            self.release();
+            self.release(waited);
             return false;
         }
-        if !self.polling {
+        if self.polling.is_none() {
             if POLLING.fetch_add(1, Ordering::SeqCst) >= MAX_POLLING {
                 POLLING.fetch_sub(1, Ordering::SeqCst);
                 return false;
             }
-            self.polling = true;
+            self.polling = Some(waited);
         }
         // Anything else runnable on this CPU goes first.
         std::thread::yield_now();
         true
     }
 
-    fn end(&mut self, _waited: Duration) {
-        self.release();
+    fn end(&mut self, waited: Duration) {
+        self.release(waited);
         let now = self.handle.now_us();
         let call = self.handle.last_call_us();
         if call != self.seen_call {
@@ -337,7 +350,7 @@ impl Spin for ReplyPoll {
 
 impl Drop for ReplyPoll {
     fn drop(&mut self) {
-        self.release();
+        self.release(self.last_try);
     }
 }
 
@@ -414,6 +427,25 @@ mod tests {
     #[test]
     fn polling_is_not_even_tried_when_the_cpus_are_busy() {
         let mut t = Trial::new(busy);
+        assert_eq!(run(&mut t, 300, 60, 100), 0);
+    }
+
+    #[test]
+    fn polling_stops_when_the_cpus_get_busy() {
+        use std::sync::atomic::AtomicBool;
+        static BUSY_NOW: AtomicBool = AtomicBool::new(false);
+        fn switching() -> Option<(f64, Instant)> {
+            if BUSY_NOW.load(Ordering::SeqCst) {
+                busy()
+            } else {
+                idle()
+            }
+        }
+        let mut t = Trial::new(switching);
+        assert!(run(&mut t, 50, 60, 100) > 30);
+        BUSY_NOW.store(true, Ordering::SeqCst);
+        // At most the turns it had left, and never again.
+        run(&mut t, KEEP + 2, 60, 100);
         assert_eq!(run(&mut t, 300, 60, 100), 0);
     }
 
