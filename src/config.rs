@@ -164,6 +164,10 @@ pub(crate) struct ProxyConfig {
     /// Microseconds a relay thread polls for libvirt's reply before sleeping
     /// (0: never poll). Trades CPU for latency; see docs/proxy.md.
     pub(crate) busy_poll_us: u32,
+    /// With `busy_poll_us = 0`: poll for libvirt's reply only while that
+    /// measurably shortens a client's calls and the CPUs have time to spare
+    /// (false: never poll). See docs/proxy.md.
+    pub(crate) adaptive_poll: bool,
     /// Most client connections relayed at once (all users).
     pub(crate) max_clients: u32,
     /// Most connections one non-root user may hold.
@@ -205,6 +209,7 @@ impl Default for ProxyConfig {
             drain_seconds: 5,
             failure_policy: FailurePolicy::Open,
             busy_poll_us: 0,
+            adaptive_poll: true,
             max_clients: 512,
             max_clients_per_user: 32,
             reserved_for_root: 32,
@@ -615,6 +620,9 @@ mod tests {
         );
         let c = Config::from_toml("[proxy]\nbusy_poll_us = 200\n", "c.toml").unwrap();
         assert_eq!(c.proxy.busy_poll_us, 200);
+        assert!(c.proxy.adaptive_poll);
+        let c = Config::from_toml("[proxy]\nadaptive_poll = false\n", "c.toml").unwrap();
+        assert!(!c.proxy.adaptive_poll);
         let e = Config::from_toml("[proxy]\nbusy_poll_us = 5000\n", "c.toml").unwrap_err();
         assert_eq!(
             e.to_string(),

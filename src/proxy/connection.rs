@@ -27,6 +27,15 @@ use std::time::{Duration, Instant};
 /// not extend it.
 const GRACE: Duration = Duration::from_millis(250);
 
+/// Connections of this process with a call in flight (see `busy_connections`).
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+
+/// How many connections have a call waiting for its reply right now: more
+/// than one, and the host's CPUs have other work than polling for replies.
+pub(crate) fn busy_connections() -> usize {
+    BUSY.load(Ordering::Relaxed)
+}
+
 /// What the server keeps about a live connection, to drain and close it.
 pub(crate) struct Handle {
     pub(crate) client: UnixStream,
@@ -37,6 +46,10 @@ pub(crate) struct Handle {
     streams: Mutex<HashSet<(i32, u32)>>,
     /// Milliseconds since `born` of the last frame sent or delivered.
     last: AtomicU64,
+    /// Microseconds since `born` of the last call from the client.
+    last_call: AtomicU64,
+    /// The last frame from libvirt was a reply (not an event or stream data).
+    replied_last: AtomicBool,
     born: Instant,
     /// Held while a frame from the client is counted and sent, and while the
     /// drain decides to end the connection.
@@ -67,6 +80,8 @@ impl Handle {
             in_flight: AtomicUsize::new(0),
             streams: Mutex::new(HashSet::new()),
             last: AtomicU64::new(0),
+            last_call: AtomicU64::new(0),
+            replied_last: AtomicBool::new(false),
             born: Instant::now(),
             gate: Mutex::new(()),
             draining: AtomicBool::new(false),
@@ -177,17 +192,44 @@ impl Handle {
         self.observe(h, false);
     }
 
+    /// Microseconds since this connection was made (the clock of `last_call`).
+    pub(crate) fn now_us(&self) -> u64 {
+        self.born.elapsed().as_micros() as u64
+    }
+
+    /// When (`now_us`) the client's last call went to libvirt.
+    pub(crate) fn last_call_us(&self) -> u64 {
+        self.last_call.load(Ordering::Relaxed)
+    }
+
+    /// Calls sent to libvirt whose reply has not reached the client yet.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last frame from libvirt was a reply to a call.
+    pub(crate) fn replied_last(&self) -> bool {
+        self.replied_last.load(Ordering::Relaxed)
+    }
+
     /// Follows calls, replies and streams in frames going either way.
     fn observe(&self, h: &Header, from_client: bool) {
+        if !from_client {
+            self.replied_last.store(h.is_reply(), Ordering::Relaxed);
+        }
         // Keepalives and events say nothing about calls or streams, and a
         // host busy with events must not keep a draining connection open.
         if h.prog == PROG_KEEPALIVE || h.mtype == mtype::MESSAGE {
             return;
         }
-        self.last
-            .store(self.born.elapsed().as_millis() as u64, Ordering::SeqCst);
+        let now = self.born.elapsed();
+        self.last.store(now.as_millis() as u64, Ordering::SeqCst);
         if h.is_call() && from_client {
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.last_call
+                .store(now.as_micros() as u64, Ordering::Relaxed);
+            if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+                BUSY.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let key = (h.procedure, h.serial);
         if let Ok(mut streams) = self.streams.lock() {
@@ -215,9 +257,21 @@ impl Handle {
         // After the stream is recorded, so a drain never sees the call
         // answered and the stream not yet open.
         if h.is_reply() && !from_client {
-            let _ = self
+            let before = self
                 .in_flight
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if before == Ok(1) {
+                BUSY.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    /// A connection that ends with calls unanswered is no longer busy.
+    fn drop(&mut self) {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            BUSY.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - [`server`]: the sockets, the accept loop, signals, reload and drain;
 //! - [`listen`]: creating the sockets safely, or taking systemd's;
 //! - [`admit`]: who may connect and how many (peer credentials, the tally);
-//! - [`relay`]: one connection's two directions;
+//! - [`relay`]: one connection's two directions; [`spin`]: when its reply
+//!   direction polls instead of sleeping;
 //! - [`connection`]: what the server keeps about a live connection;
 //! - [`decide`]: inspect -> judge -> act on one call;
 //! - [`upstream`]: what a decision asks libvirt (domain XML, release);
@@ -36,6 +37,7 @@ mod notify;
 mod relay;
 mod server;
 mod shared;
+mod spin;
 mod stats;
 pub(crate) mod upstream;
 

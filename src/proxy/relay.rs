@@ -19,6 +19,7 @@ use super::admit::{PeerCred, Ticket};
 use super::connection::Handle;
 use super::decide::{self, FrameAction, Outcome};
 use super::shared::Shared;
+use super::spin::ReplyPoll;
 use super::stats::Stats;
 use super::upstream::Lookup;
 use crate::rpc::error::{decode_error, error_reply, with_note, FROM_RPC, SYSTEM_ERROR};
@@ -354,7 +355,7 @@ impl ClientToLibvirt {
         let t = std::thread::Builder::new()
             .name("libvirt->client".into())
             .stack_size(256 * 1024)
-            .spawn(move || libvirt_to_client(upstream_r, &writer, &handle, &who, &shared))
+            .spawn(move || libvirt_to_client(upstream_r, &writer, handle, &who, &shared))
             .map_err(|e| format!("cannot start a relay thread: {e}"))?;
         self.down = Some(t);
         self.client_w = Some(client_w);
@@ -413,14 +414,49 @@ fn about_vhostuser(frame: &[u8]) -> bool {
         .any(|w| message.contains(w))
 }
 
-/// How long the libvirt -> client thread polls before it sleeps:
-/// `proxy.busy_poll_us`. During a run of calls the next reply usually comes
-/// while the thread still polls, which saves a wakeup per call; an idle
-/// connection costs one poll period after its last frame. The client ->
-/// libvirt direction never polls: two polling threads per connection starve
-/// libvirtd and the client of CPU on a small host (measured, BENCHMARKS-proxy.md).
-fn poll_period(shared: &Shared) -> Duration {
-    Duration::from_micros(shared.current().config.proxy.busy_poll_us.into())
+/// How the libvirt -> client thread waits for libvirt's next frame. The
+/// client -> libvirt direction never polls: two polling threads per
+/// connection starve libvirtd and the client of CPU on a small host
+/// (measured, BENCHMARKS-proxy.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polling {
+    Never,
+    /// `proxy.busy_poll_us`: polls that long after each frame. During a run
+    /// of calls the next reply usually comes while the thread still polls,
+    /// which saves a wakeup per call; an idle connection costs one poll
+    /// period after its last frame.
+    Fixed(Duration),
+    /// `proxy.adaptive_poll`: see `spin`.
+    Adaptive,
+}
+
+fn polling(shared: &Shared) -> Polling {
+    let pc = &shared.current().config.proxy;
+    match (pc.busy_poll_us, pc.adaptive_poll) {
+        (0, true) => Polling::Adaptive,
+        (0, false) => Polling::Never,
+        (us, _) => Polling::Fixed(Duration::from_micros(us.into())),
+    }
+}
+
+/// Sets how `reader` waits when the configuration (`mode` last time) asks
+/// for another way: it may have been reloaded (SIGHUP).
+fn follow_polling(
+    reader: &mut FrameReader,
+    mode: &mut Option<Polling>,
+    shared: &Shared,
+    handle: &Arc<Handle>,
+) {
+    let m = polling(shared);
+    if *mode == Some(m) {
+        return;
+    }
+    *mode = Some(m);
+    match m {
+        Polling::Never => reader.set_poll(Duration::ZERO),
+        Polling::Fixed(d) => reader.set_poll(d),
+        Polling::Adaptive => reader.set_spin(Box::new(ReplyPoll::new(handle.clone()))),
+    }
 }
 
 /// The libvirt -> client direction: every frame relayed as read; libvirt's
@@ -428,7 +464,7 @@ fn poll_period(shared: &Shared) -> Duration {
 fn libvirt_to_client(
     upstream: UnixStream,
     client: &Mutex<UnixStream>,
-    handle: &Handle,
+    handle: Arc<Handle>,
     who: &str,
     shared: &Shared,
 ) {
@@ -438,8 +474,9 @@ fn libvirt_to_client(
             log::warn!("{who}: from libvirt: {e}; closing the connection");
         }
     };
+    let mut mode = None;
     loop {
-        reader.set_poll(poll_period(shared));
+        follow_polling(&mut reader, &mut mode, shared, &handle);
         match reader.next_passthrough_frame() {
             Ok(Some((len, h))) => {
                 let sent = match client.lock() {

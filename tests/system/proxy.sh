@@ -247,7 +247,7 @@ t_not_contains "fixed ABI, forward (default): finish calls reach libvirt" "$out"
 t_contains "... and the forwarded finish is logged" "$(cat "$D/proxy.log")" \
   "proc=DOMAIN_MIGRATE_FINISH3_PARAMS domain='$SEED_NAME' verdict=windows"
 
-# --- busy polling (proxy.busy_poll_us): same answers, no CPU while idle --------
+# --- polling (busy_poll_us, adaptive_poll): same answers, no CPU while idle ---
 printf '[proxy]\nbusy_poll_us = 200\n' >"$D/proxy.toml"
 kill -HUP "$PROXY_PID"
 wait_for "[ \$(grep -c 'configuration reloaded' '$D/proxy.log') -ge 4 ]" 10
@@ -273,6 +273,19 @@ t_check "busy_poll_us = 200: an idle connected client costs no CPU (proxy used $
   test $((t2 - t1)) -le 10
 : >"$D/proxy.toml"
 kill -HUP "$PROXY_PID"
+wait_for "[ \$(grep -c 'configuration reloaded' '$D/proxy.log') -ge 5 ]" 10
+# The default, adaptive_poll: polls only while that pays (src/proxy/spin.rs).
+t_eq "adaptive_poll (default): a call loop through the proxy answers as direct" \
+  "$(call_loop "qemu:///system?socket=/run/libvirt/libvirt-sock")" "$(call_loop "$PU")"
+"${VP[@]}" event --all --timeout 5 >/dev/null 2>&1 &
+EVP=$!
+sleep 1.5
+t1=$(ticks)
+sleep 2
+t2=$(ticks)
+wait "$EVP"
+t_check "adaptive_poll (default): an idle connected client costs no CPU (proxy used $((t2 - t1)) ticks of 100 in 2 s)" \
+  test $((t2 - t1)) -le 10
 
 # --- 2. access control -------------------------------------------------------
 getent group "$GROUP_T" >/dev/null || groupadd "$GROUP_T"

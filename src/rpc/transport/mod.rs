@@ -17,8 +17,9 @@ mod splice;
 pub(crate) use budget::Budget;
 use splice::Splicer;
 
-use super::frame::{self, FrameError, LEN_WORD};
+use super::frame::{self, FrameError, Header, LEN_WORD};
 use memmap2::MmapMut;
+use rustix::event::{PollFd, PollFlags};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -80,6 +81,8 @@ pub(crate) enum Deadline {
 /// Most fds one control message may bring; more is a protocol violation.
 const CMSG_FDS: usize = 8;
 const READ_CHUNK: usize = 256 * 1024;
+/// Frames looked at before they are read, after one that could be spliced.
+const LOOK_AHEAD: u8 = 8;
 /// A buffer grows by at most this much per step, as bytes really arrive: a
 /// length word alone never makes the proxy allocate what it announces.
 const GROW_STEP: usize = 1 << 20;
@@ -136,8 +139,15 @@ impl Buf {
 /// that came with the bytes of a frame (no libvirt peer sends such) are closed.
 pub(crate) struct FrameReader {
     sock: UnixStream,
-    /// How long a read polls the socket before it sleeps (see `set_poll`).
-    poll: Duration,
+    /// The socket's receive timeout when the reader was made.
+    timeout: Option<Duration>,
+    /// Whether a read polls the socket before it sleeps (see `set_poll`).
+    spin: Option<Box<dyn Spin>>,
+    /// Frames still to look at before reading them (see
+    /// `next_passthrough_frame`): `LOOK_AHEAD` after a frame that could be
+    /// spliced, one less after each that could not. libvirt sends stream
+    /// data as large frames, or large and small ones in turn.
+    look_ahead: u8,
     /// The pipe for spliced stream frames, made when the first one comes.
     splicer: Option<Splicer>,
     buf: Buf,
@@ -159,8 +169,10 @@ pub(crate) struct FrameReader {
 impl FrameReader {
     pub(crate) fn new(sock: UnixStream) -> Self {
         FrameReader {
+            timeout: sock.read_timeout().ok().flatten(),
             sock,
-            poll: Duration::ZERO,
+            spin: None,
+            look_ahead: 0,
             splicer: None,
             buf: Buf::new(READ_CHUNK).expect("mapping the first read buffer"),
             base: 0,
@@ -186,17 +198,30 @@ impl FrameReader {
     /// of microseconds (the idle vCPU has to be woken); polling trades CPU
     /// time for that latency. Zero (the default) never polls.
     pub(crate) fn set_poll(&mut self, d: Duration) {
-        self.poll = d;
+        self.spin = (!d.is_zero()).then(|| Box::new(Fixed(d)) as Box<dyn Spin>);
     }
 
-    /// One `recvmsg` into `buf[end..]`, polling first when asked to.
+    /// Makes the next reads poll the socket for as long as `s` says.
+    pub(crate) fn set_spin(&mut self, s: Box<dyn Spin>) {
+        self.spin = Some(s);
+    }
+
+    /// One `recvmsg` of at most `max` bytes into `buf[end..]`, polling first
+    /// when asked to.
     fn recv(
         &mut self,
+        max: usize,
         control: &mut RecvAncillaryBuffer<'_>,
     ) -> rustix::io::Result<rustix::net::RecvMsg> {
-        let mut iov = [IoSliceMut::new(&mut self.buf.map[self.end..])];
-        polled(self.poll, RecvFlags::CMSG_CLOEXEC, |flags| {
-            rustix::net::recvmsg(&self.sock, &mut iov, control, flags)
+        let to = self.buf.len().min(self.end.saturating_add(max));
+        let wait = Wait {
+            sock: &self.sock,
+            timeout: self.timeout,
+            ready: self.frame_since.is_some(),
+        };
+        let mut iov = [IoSliceMut::new(&mut self.buf.map[self.end..to])];
+        polled(wait, self.spin.as_mut(), RecvFlags::CMSG_CLOEXEC, |flags| {
+            rustix::net::recvmsg(wait.sock, &mut iov, control, flags)
         })
     }
 
@@ -273,7 +298,14 @@ impl FrameReader {
             }
             let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(CMSG_FDS))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
-            let got = match self.recv(&mut control) {
+            // While large frames come, read none past the one being read,
+            // so that the next starts at an empty buffer and can be spliced.
+            let max = if self.look_ahead > 0 {
+                need - self.available()
+            } else {
+                usize::MAX
+            };
+            let got = match self.recv(max, &mut control) {
                 Ok(m) => m,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => {
@@ -377,12 +409,27 @@ impl FrameReader {
         if self.fds.len() > frame::MAX_FDS as usize {
             return Err(ReadError::Fds("descriptors that no frame announced"));
         }
+        // After a large frame that could have been spliced, look at the next
+        // ones first, as they may be more.
+        let worthy = len >= splice::SPLICE_MIN
+            && Header::of_frame(&self.buf.map[self.frame..self.frame + len])
+                .is_some_and(|h| splice::splice_worthy(len, &h));
+        self.looked(worthy);
         // Bytes of the next frame may already be here.
         self.frame_since = (self.available() > 0).then(Instant::now);
         Ok(Frame {
             bytes: &self.buf.map[self.frame..self.frame + len],
             fds,
         })
+    }
+
+    /// Counts a frame for `look_ahead`: whether it could have been spliced.
+    fn looked(&mut self, worthy: bool) {
+        self.look_ahead = if worthy {
+            LOOK_AHEAD
+        } else {
+            self.look_ahead.saturating_sub(1)
+        };
     }
 
     /// Between frames: fails when the peer has not opened its connection in time.
@@ -407,26 +454,96 @@ impl Drop for FrameReader {
     }
 }
 
-/// One receive with `flags`: first, for up to `poll`, attempts that do not
-/// wait (DONTWAIT), then one that may sleep in the kernel. EINTR is retried.
+/// Decides, attempt by attempt, whether a receive polls its socket
+/// (attempts that do not wait) or sleeps in the kernel.
+pub(crate) trait Spin: Send {
+    /// A receive begins.
+    fn begin(&mut self) {}
+    /// True to make one more attempt that does not wait, `waited` after the
+    /// receive began. Once false, the receive sleeps until data comes.
+    fn keep(&mut self, waited: Duration) -> bool;
+    /// The receive returned (data, end of stream or an error) after `waited`.
+    fn end(&mut self, _waited: Duration) {}
+}
+
+/// Polls for a fixed period.
+struct Fixed(Duration);
+
+impl Spin for Fixed {
+    fn keep(&mut self, waited: Duration) -> bool {
+        waited < self.0
+    }
+}
+
+/// How a receive waits for data.
+#[derive(Clone, Copy)]
+struct Wait<'a> {
+    sock: &'a UnixStream,
+    /// The socket's receive timeout (SO_RCVTIMEO): a wait this long ends the
+    /// receive with `AGAIN`, as a receive that slept in the socket would.
+    timeout: Option<Duration>,
+    /// Data is probably there already (the rest of a frame): try first.
+    ready: bool,
+}
+
+/// One receive with `flags`, which never sleeps in the socket itself:
+/// attempts that do not wait (DONTWAIT) while `spin` says so, then poll(2)
+/// for data before each further attempt. A receive that sleeps in a UNIX
+/// socket is also woken whenever the peer reads what was written to that
+/// socket (the kernel wakes every sleeper when send space frees up); poll
+/// wakes only for data. EINTR is retried.
 fn polled<T>(
-    poll: Duration,
+    w: Wait<'_>,
+    mut spin: Option<&mut Box<dyn Spin>>,
     flags: RecvFlags,
     mut op: impl FnMut(RecvFlags) -> rustix::io::Result<T>,
 ) -> rustix::io::Result<T> {
-    let until = (!poll.is_zero()).then(|| Instant::now() + poll);
-    loop {
-        let polling = until.is_some_and(|u| Instant::now() < u);
-        let f = if polling {
-            flags | RecvFlags::DONTWAIT
-        } else {
-            flags
-        };
-        match op(f) {
-            Err(rustix::io::Errno::AGAIN) if polling => std::hint::spin_loop(),
-            Err(rustix::io::Errno::INTR) => continue,
-            r => return r,
+    let t0 = Instant::now();
+    if let Some(s) = spin.as_deref_mut() {
+        s.begin();
+    }
+    let mut polling = spin.is_some();
+    let mut try_now = w.ready;
+    let r = loop {
+        if polling {
+            polling = spin.as_deref_mut().is_some_and(|s| s.keep(t0.elapsed()));
         }
+        if polling || try_now {
+            try_now = false;
+            match op(flags | RecvFlags::DONTWAIT) {
+                Err(rustix::io::Errno::AGAIN) => {
+                    if polling {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r,
+            }
+        }
+        match wait_readable(w.sock, w.timeout) {
+            Ok(()) => try_now = true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(s) = spin {
+        s.end(t0.elapsed());
+    }
+    r
+}
+
+/// Waits until `sock` has data, an error or a hang-up to report, for at most
+/// `timeout`: `Err(AGAIN)` when it passed.
+fn wait_readable(sock: &UnixStream, timeout: Option<Duration>) -> rustix::io::Result<()> {
+    let mut fds = [PollFd::new(sock, PollFlags::IN)];
+    let ts = timeout.map(|d| rustix::event::Timespec {
+        tv_sec: d.as_secs() as _,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match rustix::event::poll(&mut fds, ts.as_ref())? {
+        0 => Err(rustix::io::Errno::AGAIN),
+        _ => Ok(()),
     }
 }
 
@@ -487,6 +604,11 @@ mod tests {
 
     fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
         remote_frame(309, mt, 1, status::OK, payload)
+    }
+
+    /// A stream data frame (status CONTINUE) with `n` payload bytes.
+    fn stream_frame(n: usize) -> Vec<u8> {
+        remote_frame(209, mtype::STREAM, 3, status::CONTINUE, &vec![5u8; n])
     }
 
     /// Sends `bytes` with `fds` attached to them (what no libvirt peer does).
@@ -556,16 +678,77 @@ mod tests {
         assert!(matches!(r.read_frame(), Err(ReadError::TooLarge(n)) if n == 32 << 20));
     }
 
+    /// Voluntary context switches of a thread (`/proc/PID/task/TID`).
+    fn sleeps(task: &std::path::Path) -> u64 {
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_waiting_read_is_not_woken_when_the_peer_reads_what_was_written() {
+        // A relay writes to the socket it waits on (the other direction's
+        // frames); each time the peer reads one, the kernel frees send space
+        // and wakes whoever sleeps in that socket. The waiting reader must
+        // not be among them.
+        let (a, b) = UnixStream::pair().unwrap();
+        let writer = a.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap())
+                .unwrap();
+            let mut r = FrameReader::new(a);
+            r.read_frame().unwrap().bytes.to_vec()
+        });
+        let task = std::path::Path::new("/proc").join(rx.recv().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let before = sleeps(&task);
+        let reply = frame(mtype::REPLY, b"abcd");
+        let mut got = vec![0u8; reply.len()];
+        for _ in 0..50 {
+            write_frame(&writer, &reply, &[]).unwrap();
+            (&b).read_exact(&mut got).unwrap();
+            // Time for a woken reader to run (and count a sleep).
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = sleeps(&task);
+        let call = frame(mtype::CALL, b"done");
+        write_frame(&b, &call, &[]).unwrap();
+        assert_eq!(reader.join().unwrap(), call);
+        assert!(after - before < 10, "woken {} times", after - before);
+    }
+
     #[test]
     fn an_idle_peer_must_open_in_time() {
+        let open_by = || {
+            let mut g = guard(1000, 1 << 20, None);
+            g.open_by = Some(Instant::now() + Duration::from_millis(100));
+            g
+        };
+        // Waiting for a frame to read.
         let (_a, b) = UnixStream::pair().unwrap();
         b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let mut g = guard(1000, 1 << 20, None);
-        g.open_by = Some(Instant::now() + Duration::from_millis(100));
-        let mut r = FrameReader::new(b).guarded(g);
+        let mut r = FrameReader::new(b).guarded(open_by());
+        assert!(r.next_passthrough_frame().unwrap().is_none());
+        assert!(matches!(
+            r.read_frame(),
+            Err(ReadError::Timeout(Deadline::Open))
+        ));
+        // Waiting, after a large stream frame, for one that may be spliced.
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let big = stream_frame(splice::SPLICE_MIN);
+        write_frame(&a, &big, &[]).unwrap();
+        let mut r = FrameReader::new(b).guarded(open_by());
+        assert_eq!(r.read_frame().unwrap().bytes, big);
         assert!(matches!(
             r.next_passthrough_frame(),
-            Err(ReadError::Timeout(_))
+            Err(ReadError::Timeout(Deadline::Open))
         ));
     }
 
