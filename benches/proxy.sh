@@ -263,6 +263,6 @@ for w in $WORKLOADS; do
       "$(echo "${T[$w,$k]}" | hi)" "$(echo "$m / $base" | bc -l)" \
       "$(paired "${T[$w,$k]}" "${T[$w,direct]}")" "$cpu"
   done
-  for k in "${PATHS[@]}"; do echo "raw $w $k: ${T[$w,$k]}" >&2; done
+  for k in "${PATHS[@]}"; do echo "raw $w $k: ${T[$w,$k]}${PID[$k]:+ / proxy CPU ticks: ${CPU[$w,$k]}}" >&2; done
 done
 echo "after: $(machine)" >&2
