@@ -206,12 +206,20 @@ PYEOF
   # Idle: no client; a python3-libvirt client that has stopped calling; a
   # virsh waiting for events (keepalive on). The proxy used to wake for
   # signals every 200 ms and keep idle connections 250 ms more.
-  start_proxy p2i "" --listen "$D/p2i" --upstream /run/libvirt/libvirt-sock ||
-    t_fail "2: proxy starts" "$(cat "$D/p2i.log")"
-  sleep 0.5
-  term_proxy
-  t_log "SIGTERM with no client: exit after $MS ms"
-  t_eq "2: with no client the proxy exits within 50 ms of SIGTERM" yes "$(within 50)"
+  # A 200 ms wake-up would give exits spread over 0-200 ms: the median of
+  # three must stay well below (a single exit can take longer on a busy
+  # machine: 84 ms was seen once).
+  times=()
+  for i in 1 2 3; do
+    start_proxy "p2i$i" "" --listen "$D/p2i$i" --upstream /run/libvirt/libvirt-sock ||
+      t_fail "2: proxy starts" "$(cat "$D/p2i$i.log")"
+    sleep 0.5
+    term_proxy
+    times+=("$MS")
+  done
+  MS=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+  t_log "SIGTERM with no client: exit after ${times[*]} ms"
+  t_eq "2: with no client the proxy exits within 50 ms of SIGTERM (median of 3)" yes "$(within 50)"
   start_proxy p2j "" --listen "$D/p2j" --upstream /run/libvirt/libvirt-sock ||
     t_fail "2: proxy starts" "$(cat "$D/p2j.log")"
   $PY - "qemu:///system?socket=$D/p2j" >"$D/idle.out" 2>&1 {T_LOCK_FD}>&- <<'PYEOF' &
@@ -231,7 +239,8 @@ PYEOF
   t_eq "2: the idle clients are connected" 2 "$(stat_of p2j connections_active)"
   term_proxy
   t_log "SIGTERM with an idle python3-libvirt client and a virsh event loop: exit after $MS ms"
-  t_eq "2: with idle clients the proxy exits within 100 ms of SIGTERM" yes "$(within 100)"
+  # Before: 200 ms wake-ups and 250 ms more for idle connections.
+  t_eq "2: with idle clients the proxy exits within 200 ms of SIGTERM" yes "$(within 200)"
   wait_for "! kill -0 $EV" 10
   t_check "2: ... the waiting virsh sees its connection end" sh -c "! kill -0 $EV 2>/dev/null"
   kill "$IDLE" "$EV" 2>/dev/null
