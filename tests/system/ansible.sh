@@ -112,8 +112,9 @@ wait_for "${VIRSH[*]} version" 30 || t_fail "libvirtd comes back"
 for n in win-ok client; do v define "/root/$P-$n.xml" >/dev/null; done
 # The report counts every domain of this machine's libvirtd: another one (left
 # by a run that was killed, or an operator's) would change it, so name it.
-others=$(v list --all --name | grep -v "^$P-" | grep -v '^$')
-t_eq "this machine's libvirtd has no domain but the suite's (the report counts them all)" "" "$others"
+names=$(v list --all --name) || t_fail "virsh list on this machine's libvirtd" "$names"
+t_eq "this machine's libvirtd has the suite's three domains and no other (the report counts them all)" \
+  "$P-client $P-win-e1000 $P-win-ok" "$(grep . <<<"$names" | sort | paste -sd' ')"
 
 # The release chroots: an overlay on each cached root, so nothing the role
 # does there lasts; their own libvirtd runs beside this machine's.

@@ -602,13 +602,16 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
-    fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
+    /// A frame of procedure 309 (also for the splicer's tests).
+    pub(super) fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
         remote_frame(309, mt, 1, status::OK, payload)
     }
 
-    /// A stream data frame (status CONTINUE) with `n` payload bytes.
-    fn stream_frame(n: usize) -> Vec<u8> {
-        remote_frame(209, mtype::STREAM, 3, status::CONTINUE, &vec![5u8; n])
+    /// A stream data frame (status CONTINUE) with `n` payload bytes, not all
+    /// alike, so that a byte out of place shows.
+    pub(super) fn stream_frame(n: usize) -> Vec<u8> {
+        let payload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        remote_frame(209, mtype::STREAM, 3, status::CONTINUE, &payload)
     }
 
     /// Sends `bytes` with `fds` attached to them (what no libvirt peer does).

@@ -168,19 +168,9 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::frame::remote_frame;
+    use crate::rpc::transport::tests::{frame, stream_frame};
     use crate::rpc::transport::write_frame;
     use std::io::{Read, Write};
-
-    fn frame(mt: i32, payload: &[u8]) -> Vec<u8> {
-        remote_frame(309, mt, 1, status::OK, payload)
-    }
-
-    /// A stream data frame (status CONTINUE) with `n` payload bytes.
-    fn stream_frame(n: usize) -> Vec<u8> {
-        let payload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
-        remote_frame(209, mtype::STREAM, 3, status::CONTINUE, &payload)
-    }
 
     /// A socket whose peer collects everything written to it, and the
     /// thread that does.
